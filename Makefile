@@ -1,0 +1,33 @@
+# The two commands a user needs: `make demo` and `make test`. Both set the machine up first.
+CARGO ?= cargo
+WAX := target/debug/wax
+
+.PHONY: bootstrap build demo test lint fmt
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	$(CARGO) build --workspace --bins
+
+# The main job, embedded, on CPU. For now: the maze environment exactly as the model sees it,
+# and generation statistics.
+demo: build
+	@echo "== wax doctor"
+	@$(WAX) doctor
+	@echo; echo "== one episode of maze 7, played by the exact planner, as the model sees it (ChatML)"
+	@$(WAX) maze sample --seed 7
+	@echo; echo "== the same episode as a table (the paper's Table 25 layout)"
+	@$(WAX) maze sample --seed 7 --format table
+	@echo; echo "== generation statistics over 200 mazes"
+	@$(WAX) maze stats --n 200
+
+test: build
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: bootstrap
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,13 @@
+//! # wax-kernels
+//!
+//! Custom CUDA kernels for the hot loops of wax workers — fused rollout sampling over the four
+//! move tokens and activation capture — launched with `cudarc` on memory that libtorch owns.
+//! Every kernel has a CPU reference implementation; a parity test compares the two on the GPU
+//! machine, and CPU-only machines always take the reference path.
+//!
+//! CUDA is loaded at run time (`cudarc`'s dynamic loading), so this crate builds and its CPU
+//! paths run on machines with no CUDA installed. [`cuda::probe`] tells which case applies.
+//!
+//! Invariant: this crate depends on neither the coordinator nor the protocol crate.
+
+pub mod cuda;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes this machine ready to build and test wax, installing only what is missing:
+#   1. Debian packages from scripts/apt-packages.txt;
+#   2. a Python venv with python/requirements.txt (torch 2.11.0 = libtorch for tch 0.24) in a
+#      per-user cache keyed by the torch version, shared by every clone (torch is 4.6 GB);
+#   3. .wax/libtorch and .wax/python links in this checkout (.cargo/config.toml points tch at
+#      the first; tests use the second).
+# Safe to run again and concurrently (a lock guards the venv).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+# --- 1. Debian packages ------------------------------------------------------------------------
+missing=()
+while read -r pkg; do
+  [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < scripts/apt-packages.txt
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- 2. Python venv ----------------------------------------------------------------------------
+torch_version=$(sed -n 's/^torch==\([0-9.]*\).*/\1/p' python/requirements.txt)
+cache=${WAX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wax}
+venv=${WAX_VENV:-$cache/venv-torch-$torch_version}
+mkdir -p "$cache"
+python=${WAX_PYTHON:-python3}
+stamp_want=$(sha256sum python/requirements.txt | cut -d' ' -f1)
+(
+  flock 9
+  if [[ ! -x "$venv/bin/python" ]]; then
+    if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+      say "installing python3-venv"
+      sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+      $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    fi
+    say "creating $venv"
+    "$python" -m venv "$venv"
+  fi
+  if [[ "$(cat "$venv/.wax-requirements" 2>/dev/null)" != "$stamp_want" ]]; then
+    say "installing python/requirements.txt into $venv (torch is ~4.6 GB; once per machine)"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements.txt
+    echo "$stamp_want" > "$venv/.wax-requirements"
+  fi
+) 9>"$cache/.bootstrap.lock"
+
+# --- 3. Links for cargo and the tests ----------------------------------------------------------
+torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+mkdir -p .wax
+ln -sfn "$torch_dir" .wax/libtorch
+ln -sfn "$venv/bin/python" .wax/python
+say "ready: libtorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"

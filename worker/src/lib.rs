@@ -1,0 +1,17 @@
+//! # wax-worker
+//!
+//! Everything a wax worker runs: the node runtime (register, lease, heartbeat, upload — with the
+//! coordinator issue) and the science of the paper, stage by stage:
+//!
+//! - [`maze`]: the semantically neutral text maze the policy is trained in, its renderer, a
+//!   planner for the best return from any state, and the synthetic trajectories used to extract
+//!   concept vectors.
+//! - [`device`]: what libtorch and the CUDA driver see on this machine.
+//! - [`rng`]: the one seeded random generator every stochastic piece draws from.
+//!
+//! Invariant: the worker knows nothing about SQL or scheduling policy; it meets the coordinator
+//! only through `wax-proto`.
+
+pub mod device;
+pub mod maze;
+pub mod rng;
