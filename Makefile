@@ -15,10 +15,10 @@ build: bootstrap
 demo: build
 	@echo "== wax doctor"
 	@$(WAX) doctor
-	@echo; echo "== one episode of maze 7, played by the exact planner, as the model sees it (ChatML)"
-	@$(WAX) maze sample --seed 7
+	@echo; echo "== one episode of maze 12, played by the exact planner, as the model sees it (ChatML; turn 6 follows a gust of wind)"
+	@$(WAX) maze sample --seed 12
 	@echo; echo "== the same episode as a table (the paper's Table 25 layout)"
-	@$(WAX) maze sample --seed 7 --format table
+	@$(WAX) maze sample --seed 12 --format table
 	@echo; echo "== generation statistics over 200 mazes"
 	@$(WAX) maze stats --n 200
 
