@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 mod cli;
 
+use cli::settings::CommonFlags;
+
 #[derive(Parser)]
 #[command(
     name = "wax",
@@ -13,12 +15,30 @@ mod cli;
     about = "Run the welfare-axis protocol (maze RL, concept vectors, evaluations) as declarative sweeps"
 )]
 struct Cli {
+    #[command(flatten)]
+    common: CommonFlags,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the coordinator (gRPC; SQLite or Postgres).
+    Serve(cli::serve::ServeArgs),
+    /// Submit a sweep manifest to a coordinator.
+    Submit(cli::sweeps::SubmitArgs),
+    /// Show one sweep, or list the newest.
+    Status(cli::sweeps::StatusArgs),
+    /// Follow a sweep's events until it ends.
+    Watch(cli::sweeps::WatchArgs),
+    /// Cancel a sweep (running stages stop at their next heartbeat).
+    Cancel(cli::sweeps::SweepArg),
+    /// Requeue a sweep's failed stages.
+    Retry(cli::sweeps::RetryArgs),
+    /// Check a manifest locally, or print the manifest JSON Schema.
+    Manifest(cli::manifest::ManifestArgs),
+    /// Create a bearer token for the coordinator.
+    Token(cli::token::TokenArgs),
     /// The maze environment: sample episodes, generation statistics, synthetic trajectories.
     #[cfg(feature = "worker")]
     Maze(cli::maze::MazeArgs),
@@ -31,7 +51,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let common = cli.common;
     let result: anyhow::Result<()> = match cli.command {
+        Command::Serve(a) => async_main(|| async move {
+            cli::init_tracing();
+            cli::serve::run(&common, a).await
+        }),
+        Command::Submit(a) => async_main(|| async move { cli::sweeps::submit(&common, a).await }),
+        Command::Status(a) => async_main(|| async move { cli::sweeps::status(&common, a).await }),
+        Command::Watch(a) => async_main(|| async move { cli::sweeps::watch(&common, a).await }),
+        Command::Cancel(a) => async_main(|| async move { cli::sweeps::cancel(&common, a).await }),
+        Command::Retry(a) => async_main(|| async move { cli::sweeps::retry(&common, a).await }),
+        Command::Manifest(a) => cli::manifest::run(a),
+        Command::Token(a) => cli::token::run(a),
         #[cfg(feature = "worker")]
         Command::Maze(args) => cli::maze::run(args),
         #[cfg(feature = "worker")]
@@ -54,6 +86,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on a multi-threaded runtime.
+fn async_main<F, Fut>(f: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -4,12 +4,21 @@
 //! under leases with fencing epochs, keeping every durable fact in a store (SQLite embedded,
 //! Postgres on a cluster).
 //!
+//! - [`manifest`]: TOML/YAML/JSON sweep manifests → validated [`manifest::Manifest`] → trials,
+//!   with errors located as `file:line:column: field.path: message`.
+//! - [`records`]: the durable records (sweeps, stages, workers, events).
+//! - [`store`]: the [`store::Store`] trait, SQLite and Postgres implementations.
+//!
 //! Invariant: this crate knows nothing about models, tensors or Kubernetes. A stage is an
 //! opaque `kind` plus a JSON `config` it never interprets; it meets the workers only through
 //! [`wax_proto`].
-//!
-//! The manifest planner, scheduler, stores and services arrive with the coordinator issue;
-//! until then this crate only pins the protocol version it will speak.
 
-/// The coordinator–worker protocol version this coordinator speaks.
-pub const SPEAKS_PROTOCOL: u32 = wax_proto::PROTOCOL_VERSION;
+pub mod auth;
+pub mod manifest;
+pub mod plan;
+pub mod records;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod submit;

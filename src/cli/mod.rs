@@ -2,5 +2,18 @@
 
 #[cfg(feature = "worker")]
 pub mod doctor;
+pub mod manifest;
 #[cfg(feature = "worker")]
 pub mod maze;
+pub mod serve;
+pub mod settings;
+pub mod sweeps;
+pub mod token;
+
+/// Logs to standard error; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -62,3 +62,58 @@ pub fn wax_ok(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
+
+/// A `wax serve` child process.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl ServeProcess {
+    /// Starts `wax serve` with `args` (and `env`), waiting for its "listening on ADDR" line.
+    ///
+    /// # Panics
+    /// If it does not start within 30 s, with what it printed.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = Command::new(wax_bin());
+        cmd.arg("serve").args(args).env_remove("LD_LIBRARY_PATH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("wax serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(addr) => ServeProcess { child, addr },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wax serve did not start: {:?}", child.wait_with_output());
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flushing — what a crash or an OOM kill does.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
