@@ -22,8 +22,9 @@ demo: build
 	@echo; echo "== generation statistics over 200 mazes"
 	@$(WAX) maze stats --n 200
 
+# WAX_TEST_POSTGRES=required: the Postgres store tests must run, never skip.
 test: build
-	$(CARGO) test --workspace --no-fail-fast
+	WAX_TEST_POSTGRES=required $(CARGO) test --workspace --no-fail-fast
 
 lint: bootstrap
 	$(CARGO) fmt --all -- --check

@@ -39,6 +39,8 @@ enum Command {
     Manifest(cli::manifest::ManifestArgs),
     /// Create a bearer token for the coordinator.
     Token(cli::token::TokenArgs),
+    /// Benchmarks.
+    Bench(cli::bench::BenchArgs),
     /// The maze environment: sample episodes, generation statistics, synthetic trajectories.
     #[cfg(feature = "worker")]
     Maze(cli::maze::MazeArgs),
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Retry(a) => async_main(|| async move { cli::sweeps::retry(&common, a).await }),
         Command::Manifest(a) => cli::manifest::run(a),
         Command::Token(a) => cli::token::run(a),
+        Command::Bench(a) => async_main(|| async move { cli::bench::run(a).await }),
         #[cfg(feature = "worker")]
         Command::Maze(args) => cli::maze::run(args),
         #[cfg(feature = "worker")]

@@ -14,6 +14,7 @@
 //! [`wax_proto`].
 
 pub mod auth;
+pub mod bench;
 pub mod manifest;
 pub mod plan;
 pub mod records;

@@ -337,6 +337,25 @@ async fn puts_replace(b: &Backend) {
     assert_eq!(snap.workers, vec![worker_minimal("w")]);
 }
 
+async fn set_sweep_state_changes_only_the_state(b: &Backend) {
+    let s = b.open().await;
+    let original = sweep("sw", SweepState::Running);
+    s.apply(vec![
+        Mutation::PutSweep(original.clone()),
+        Mutation::PutSweep(sweep("other", SweepState::Running)),
+    ])
+    .await
+    .expect("put");
+    s.apply(vec![Mutation::SetSweepState { id: "sw".into(), state: SweepState::Cancelled }])
+        .await
+        .expect("set state");
+    let snap = s.load().await;
+    let changed = snap.sweeps.iter().find(|x| x.id == "sw").unwrap();
+    assert_eq!(changed, &SweepRecord { state: SweepState::Cancelled, ..original });
+    let untouched = snap.sweeps.iter().find(|x| x.id == "other").unwrap();
+    assert_eq!(untouched.state, SweepState::Running);
+}
+
 async fn links_ignore_duplicates(b: &Backend) {
     let s = b.open().await;
     s.apply(vec![Mutation::LinkStages(vec![link("s1", "a"), link("s1", "b"), link("s1", "a")])])
@@ -537,6 +556,7 @@ contract!(
     round_trip,
     insert_stage_keeps_first,
     puts_replace,
+    set_sweep_state_changes_only_the_state,
     links_ignore_duplicates,
     batch_is_atomic,
     events_filter_and_page,

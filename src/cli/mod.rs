@@ -1,5 +1,6 @@
 //! Subcommand implementations: argument structs and printing; the work is in the libraries.
 
+pub mod bench;
 #[cfg(feature = "worker")]
 pub mod doctor;
 pub mod manifest;

@@ -41,11 +41,23 @@ pub fn wax_bin() -> PathBuf {
 
 /// Runs `wax` with `args` and a clean library path (the binary must find libtorch by itself).
 pub fn wax(args: &[&str]) -> Output {
-    Command::new(wax_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("wax binary runs")
+    wax_env(args, &[])
+}
+
+/// Like [`wax`], with extra environment variables. `WAX_*` variables of the calling
+/// environment are removed so that only the given ones apply.
+pub fn wax_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(wax_bin());
+    cmd.args(args).env_remove("LD_LIBRARY_PATH");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WAX_") && k != "WAX_BIN" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("wax binary runs")
 }
 
 /// Standard output of a successful run.

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 ///
 /// [[zip]]                        # each group's lists vary together (equal lengths)
 /// algorithm = ["dr-grpo", "sft"]
-/// "rl.learning_rate" = [3e-6, 2e-5]
+/// "rl.entropy_coef" = [0.01, 0.0]
 ///
 /// [[include]]                    # extra trials: overrides on top of base
 /// algorithm = "reinforce"

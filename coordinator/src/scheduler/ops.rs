@@ -324,7 +324,10 @@ impl State {
                 "succeeded",
                 Some(ix),
                 format!("attempt {epoch} committed"),
-                true,
+                // Live only: a stage's success is already durable in its status, and a
+                // hundred-thousand-stage sweep should not also write a hundred thousand event
+                // rows. Failures, retries, cancellations and sweep-level events are stored.
+                false,
                 now,
                 fx,
             );
@@ -473,7 +476,8 @@ impl State {
             return Ok(0);
         }
         self.sweeps[s as usize].record.state = SweepState::Cancelled;
-        fx.mutations.push(Mutation::PutSweep(self.sweeps[s as usize].record.clone()));
+        let id = self.sweeps[s as usize].record.id.clone();
+        fx.mutations.push(Mutation::SetSweepState { id, state: SweepState::Cancelled });
         let mut cancelled = 0;
         for ix in self.sweeps[s as usize].stages.clone() {
             let needed_elsewhere = self.stages[ix as usize]

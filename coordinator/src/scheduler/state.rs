@@ -343,7 +343,8 @@ impl State {
             if record.state != state && record.state != SweepState::Cancelled {
                 let old = record.state;
                 self.sweeps[s as usize].record.state = state;
-                fx.mutations.push(Mutation::PutSweep(self.sweeps[s as usize].record.clone()));
+                let id = self.sweeps[s as usize].record.id.clone();
+                fx.mutations.push(Mutation::SetSweepState { id, state });
                 if state != SweepState::Running {
                     let c = self.sweeps[s as usize].counts;
                     let msg = format!(

@@ -42,6 +42,11 @@ impl Store for MemoryStore {
                 Mutation::PutSweep(s) => {
                     inner.sweeps.insert(s.id.clone(), s);
                 }
+                Mutation::SetSweepState { id, state } => {
+                    if let Some(s) = inner.sweeps.get_mut(&id) {
+                        s.state = state;
+                    }
+                }
                 Mutation::InsertStage(s) => {
                     inner.specs.entry(s.id.clone()).or_insert(s);
                 }

@@ -10,7 +10,7 @@
 //! On start the coordinator reads everything back with [`Store::load`] and rebuilds its state.
 
 use crate::records::{
-    EventRecord, Millis, StageSpec, StageStatus, SweepRecord, SweepStage, WorkerRecord,
+    EventRecord, Millis, StageSpec, StageStatus, SweepRecord, SweepStage, SweepState, WorkerRecord,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +24,10 @@ pub mod testing;
 /// One durable change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    /// Insert a sweep, or replace it (state changes).
+    /// Insert a sweep, or replace it.
     PutSweep(SweepRecord),
+    /// Change only a sweep's state (its manifest and plan can be large: never rewritten).
+    SetSweepState { id: String, state: SweepState },
     /// Insert a stage's immutable spec; a no-op if the id exists (stages are content-addressed,
     /// so the same id always has the same spec).
     InsertStage(StageSpec),

@@ -270,6 +270,7 @@ pub(crate) fn schema_action(stored: Option<String>) -> Result<SchemaAction, Stor
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     PutSweep,
+    SetSweepState,
     InsertStage,
     PutStatus,
     Link,
@@ -278,8 +279,15 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 6] =
-        [Op::PutSweep, Op::InsertStage, Op::PutStatus, Op::Link, Op::PutWorker, Op::AppendEvent];
+    pub(crate) const ALL: [Op; 7] = [
+        Op::PutSweep,
+        Op::SetSweepState,
+        Op::InsertStage,
+        Op::PutStatus,
+        Op::Link,
+        Op::PutWorker,
+        Op::AppendEvent,
+    ];
 
     pub(crate) fn index(self) -> usize {
         self as usize
@@ -288,6 +296,7 @@ impl Op {
     /// The statement text, with `$n` placeholders in the table's column order.
     pub(crate) fn statement(self, d: Dialect) -> String {
         let (table, on_conflict) = match self {
+            Op::SetSweepState => return d.sql("UPDATE sweeps SET state = $1 WHERE id = $2"),
             Op::PutSweep => (&SWEEPS, Conflict::Replace),
             Op::InsertStage => (&SPECS, Conflict::Ignore),
             Op::PutStatus => (&STATUSES, Conflict::Replace),
@@ -373,6 +382,10 @@ pub(crate) fn encode(batch: &[Mutation]) -> Result<Vec<Write>, StoreError> {
     for m in batch {
         match m {
             Mutation::PutSweep(s) => out.push(Write { op: Op::PutSweep, values: sweep_values(s)? }),
+            Mutation::SetSweepState { id, state } => out.push(Write {
+                op: Op::SetSweepState,
+                values: vec![text(state.as_str()), text(id)],
+            }),
             Mutation::InsertStage(s) => {
                 out.push(Write { op: Op::InsertStage, values: spec_values(s)? })
             }
