@@ -78,6 +78,43 @@ struct Recorder {
     complete: Histogram<u64>,
 }
 
+/// Calls `f` until it succeeds, up to 50 times with a growing pause.
+async fn with_retries<T, E: std::fmt::Display, Fut>(mut f: impl FnMut() -> Fut) -> Result<T, String>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= 50 => return Err(e.to_string()),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+        }
+    }
+}
+
+/// Counts one finished task and records its latencies.
+async fn finished(
+    done: &AtomicUsize,
+    rec: &Mutex<Recorder>,
+    progress: &(impl Fn(usize) + Send + Sync),
+    leased: Duration,
+    completed: Duration,
+) {
+    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut r = rec.lock().await;
+        let _ = r.lease.record(micros(leased));
+        let _ = r.complete.record(micros(completed));
+    }
+    if n.is_multiple_of(1000) {
+        progress(n);
+    }
+}
+
 fn micros(d: Duration) -> u64 {
     d.as_micros().clamp(1, u128::from(u64::MAX)) as u64
 }
@@ -239,15 +276,7 @@ async fn direct_worker(
         let t = Instant::now();
         sched.complete(&name, &g.spec.id, g.epoch, vec![]).await.map_err(|e| e.to_string())?;
         let completed = t.elapsed();
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        {
-            let mut r = rec.lock().await;
-            let _ = r.lease.record(micros(leased));
-            let _ = r.complete.record(micros(completed));
-        }
-        if n % 1000 == 0 {
-            progress(n);
-        }
+        finished(&done, &rec, progress.as_ref(), leased, completed).await;
     }
     Ok(())
 }
@@ -264,43 +293,30 @@ async fn grpc_worker(
     use wax_proto::v1;
     let setup = async {
         // A thousand simultaneous connects can be refused or reset: retry like a real worker.
-        let mut attempts = 0;
-        loop {
-            let conn = match wax_proto::client::Connection::connect(&url, None, Some("bench")).await
-            {
-                Ok(c) => c,
-                Err(e) if attempts >= 50 => return Err(e.to_string()),
-                Err(_) => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
-                    continue;
-                }
-            };
-            let mut w = conn.workers();
-            let request = v1::RegisterRequest {
-                protocol_version: wax_proto::PROTOCOL_VERSION,
-                worker_name: name.clone(),
-                capabilities: Some(v1::Capabilities {
-                    resources: Some(v1::Resources {
-                        gpus: 0,
-                        gpu_memory_bytes: 0,
-                        cpu_millis: 1000,
-                        memory_bytes: 1 << 30,
-                    }),
-                    stage_kinds: vec![v1::StageKind { kind: "sleep".into(), schema_version: 1 }],
-                    labels: Default::default(),
-                    max_concurrent_tasks: 1,
+        let conn =
+            with_retries(|| wax_proto::client::Connection::connect(&url, None, Some("bench")))
+                .await?;
+        let request = v1::RegisterRequest {
+            protocol_version: wax_proto::PROTOCOL_VERSION,
+            worker_name: name.clone(),
+            capabilities: Some(v1::Capabilities {
+                resources: Some(v1::Resources {
+                    gpus: 0,
+                    gpu_memory_bytes: 0,
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
                 }),
-            };
-            match w.register(request).await {
-                Ok(r) => return Ok((w, r.into_inner().worker_id)),
-                Err(e) if attempts >= 50 => return Err(e.to_string()),
-                Err(_) => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
-                }
-            }
-        }
+                stage_kinds: vec![v1::StageKind { kind: "sleep".into(), schema_version: 1 }],
+                labels: Default::default(),
+                max_concurrent_tasks: 1,
+            }),
+        };
+        let registered = with_retries(|| {
+            let (mut w, request) = (conn.workers(), request.clone());
+            async move { w.register(request).await }
+        })
+        .await?;
+        Ok::<_, String>((conn.workers(), registered.into_inner().worker_id))
     };
     let ready = setup.await;
     // Reach the barrier even after a failure, or every other worker would wait for ever.
@@ -325,15 +341,7 @@ async fn grpc_worker(
         .await
         .map_err(|e| e.to_string())?;
         let completed = t.elapsed();
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        {
-            let mut r = rec.lock().await;
-            let _ = r.lease.record(micros(leased));
-            let _ = r.complete.record(micros(completed));
-        }
-        if n % 1000 == 0 {
-            progress(n);
-        }
+        finished(&done, &rec, progress.as_ref(), leased, completed).await;
     }
     Ok(())
 }

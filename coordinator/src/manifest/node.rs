@@ -97,41 +97,8 @@ impl Node {
 }
 
 /// A text that is equal for equal JSON values whatever the order of object keys: a hash key
-/// for "have we seen this value / config before".
-pub(crate) fn canonical_json(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push('{');
-                for (i, (k, v)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(v, out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(v, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write(value, &mut out);
-    out
-}
+/// for "have we seen this value / config before" (the planner's canonical form).
+pub(crate) use crate::plan::canonical_json;
 
 /// `prefix.key`, or `key` at the top.
 pub(crate) fn join(prefix: &str, key: &str) -> String {
