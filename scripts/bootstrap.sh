@@ -3,8 +3,8 @@
 #   1. Debian packages from scripts/apt-packages.txt;
 #   2. a Python venv with python/requirements.txt (torch 2.11.0 = libtorch for tch 0.24) in a
 #      per-user cache keyed by the torch version, shared by every clone (torch is 4.6 GB);
-#   3. .wax/libtorch and .wax/python links in this checkout (.cargo/config.toml points tch at
-#      the first; tests use the second).
+#   3. .wax/libtorch (a link; .cargo/config.toml points tch at it) and .wax/python (a wrapper
+#      that runs the venv's interpreter; tests and fixture scripts use it) in this checkout.
 # Safe to run again and concurrently (a lock guards the venv).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,5 +53,9 @@ stamp_want=$(sha256sum python/requirements.txt | cut -d' ' -f1)
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 mkdir -p .wax
 ln -sfn "$torch_dir" .wax/libtorch
-ln -sfn "$venv/bin/python" .wax/python
+# A wrapper, not a symlink: Python finds its venv from the path it was started as, so a link
+# outside the venv would start the bare interpreter without the venv's packages.
+rm -f .wax/python
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python" > .wax/python
+chmod +x .wax/python
 say "ready: libtorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"

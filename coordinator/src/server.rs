@@ -135,8 +135,10 @@ pub async fn start(cfg: &ServerConfig, tokens: Tokens) -> Result<Running, ServeE
         builder = builder.tls_config(tls)?;
     }
     let router = builder
+        // Health stays open (it says only "serving", and kubelet probes carry no token);
+        // everything else, reflection included, needs a valid token.
         .add_service(health)
-        .add_service(reflection)
+        .add_service(tonic::service::interceptor::InterceptedService::new(reflection, auth.clone()))
         .add_service(SweepServiceServer::with_interceptor(
             SweepApi::new(scheduler.clone()),
             auth.clone(),

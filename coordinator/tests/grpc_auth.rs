@@ -82,6 +82,35 @@ async fn every_call_is_authenticated_and_roles_are_enforced() {
     assert_eq!(s.submitted_by, "alice");
     assert_eq!(code_of(user.sweeps().cancel(cancel).await).await, Code::Ok);
 
+    // Health answers without a token (for probes); reflection needs one.
+    let channel =
+        tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest { service: "wax.v1.SweepService".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let e = reflection.server_reflection_info(tokio_stream::iter(vec![ask])).await;
+    let code = match e {
+        Err(s) => s.code(),
+        Ok(r) => r.into_inner().message().await.err().map_or(Code::Ok, |s| s.code()),
+    };
+    assert_eq!(code, Code::Unauthenticated);
+
     // A worker speaking another protocol version is refused with both versions named.
     let old = v1::RegisterRequest { protocol_version: wax_proto::PROTOCOL_VERSION + 1, ..reg };
     let e = worker.workers().register(old).await.unwrap_err();

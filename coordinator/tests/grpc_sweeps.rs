@@ -282,12 +282,19 @@ async fn cancel_reaches_a_running_worker_through_its_heartbeat() {
             stage_id: t.stage_id.clone(),
             epoch: t.epoch,
             progress: 0.5,
-            ..Default::default()
+            message: "step 3/6".into(),
+            metrics: [("return".to_string(), 42.5)].into(),
         };
         let mut w = w.clone();
         async move { w.heartbeat(req).await.unwrap().into_inner() }
     };
     assert!(!beat(&mut w).await.cancel);
+    // Status shows the running stage with what its worker last said.
+    let running = sweep(&conn, &s.sweep_id).await.running;
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].progress, running[0].message.as_str()), (0.5, "step 3/6"));
+    assert_eq!((running[0].worker_id.as_str(), running[0].attempt), (id.as_str(), 1));
+    assert_eq!(running[0].metrics.get("return"), Some(&42.5));
     let c = conn
         .sweeps()
         .cancel(v1::CancelRequest { sweep_id: s.sweep_id.clone() })

@@ -122,6 +122,9 @@ fn sweep_json(sw: &v1::Sweep) -> serde_json::Value {
         "counts": { "total": c.total, "pending": c.pending, "ready": c.ready, "leased": c.leased,
                     "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled, "cached": c.cached },
         "stalled_reasons": sw.stalled_reasons,
+        "running": sw.running.iter().map(|r| serde_json::json!({"stage_id": r.stage_id, "kind": r.kind,
+            "worker_id": r.worker_id, "attempt": r.attempt, "progress": (r.progress >= 0.0).then_some(r.progress),
+            "message": r.message, "metrics": r.metrics})).collect::<Vec<_>>(),
         "failures": sw.failures.iter().map(|f| serde_json::json!({"stage_id": f.stage_id, "kind": f.kind, "error": f.error})).collect::<Vec<_>>(),
     })
 }
@@ -156,6 +159,22 @@ pub async fn status(flags: &CommonFlags, a: StatusArgs) -> anyhow::Result<()> {
                 "  stages: {} pending, {} ready, {} leased, {} succeeded ({} cached), {} failed, {} cancelled",
                 c.pending, c.ready, c.leased, c.succeeded, c.cached, c.failed, c.cancelled
             )?;
+            for r in &sw.running {
+                let pct = if r.progress >= 0.0 {
+                    format!("{:>5.1} %", 100.0 * r.progress)
+                } else {
+                    "    ? %".into()
+                };
+                writeln!(
+                    out,
+                    "  running {} {} attempt {} on {}: {pct} {}",
+                    r.kind,
+                    &r.stage_id[..12.min(r.stage_id.len())],
+                    r.attempt,
+                    r.worker_id,
+                    r.message
+                )?;
+            }
             for r in &sw.stalled_reasons {
                 writeln!(out, "  stalled: {r}")?;
             }

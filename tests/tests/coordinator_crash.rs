@@ -23,21 +23,41 @@ algorithm = ["dr-grpo", "sft", "reinforce"]
 seed = [0, 1, 2, 3]
 "#;
 
-type Ledger = Arc<Mutex<HashMap<String, u32>>>;
+/// Per stage, the epochs whose completion the coordinator acknowledged to the worker that held
+/// them. Exactly once means one acknowledged epoch per stage. A worker whose completion was
+/// committed but whose reply was lost in the crash retries and is answered "duplicate" for its own
+/// epoch: that is the same completion, acknowledged late, and is recorded once.
+type Ledger = Arc<Mutex<HashMap<String, Vec<u64>>>>;
 
-/// Retries a call while the coordinator is down (connection refused, reset, unavailable).
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+/// How long one call may take before it counts as lost (the coordinator died under it).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker keeps retrying one call while the coordinator is down.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Retries a call while the coordinator is down (connection refused or reset, unavailable, or no
+/// answer within [`CALL_TIMEOUT`]); gives up after [`RETRY_FOR`] so that a bug fails the test
+/// instead of hanging it.
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
+    let give_up = tokio::time::Instant::now() + RETRY_FOR;
     loop {
-        match call().await {
+        let result = match tokio::time::timeout(CALL_TIMEOUT, call()).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!("{what}: no answer"))),
+        };
+        match result {
             Err(s)
                 if matches!(
                     s.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                ) =>
+                    tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                        | tonic::Code::Internal
+                        | tonic::Code::DeadlineExceeded
+                ) && tokio::time::Instant::now() < give_up =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -78,7 +98,7 @@ async fn worker(
             ..Default::default()
         }),
     };
-    let id = retrying(|| {
+    let id = retrying("register", || {
         let mut c = conn.workers();
         let r = reg.clone();
         async move { c.register(r).await }
@@ -88,7 +108,7 @@ async fn worker(
     .into_inner()
     .worker_id;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let lease = retrying(|| {
+        let lease = retrying("lease", || {
             let mut c = conn.workers();
             let id = id.clone();
             async move { c.lease(v1::LeaseRequest { worker_id: id, wait_ms: 300 }).await }
@@ -104,7 +124,7 @@ async fn worker(
                 epoch: task.epoch,
                 ..Default::default()
             };
-            let _ = retrying(|| {
+            let _ = retrying("heartbeat", || {
                 let mut c = conn.workers();
                 let hb = hb.clone();
                 async move { c.heartbeat(hb).await }
@@ -117,17 +137,22 @@ async fn worker(
             epoch: task.epoch,
             files: vec![],
         };
-        let r = retrying(|| {
+        let r = retrying("complete", || {
             let mut c = conn.workers();
             let d = done.clone();
             async move { c.complete(d).await }
         })
         .await;
         match r {
-            Ok(r) if !r.get_ref().duplicate => {
-                *ledger.lock().unwrap().entry(task.stage_id).or_default() += 1
+            // Accepted now, or accepted before the crash and acknowledged on this retry.
+            Ok(r) if r.get_ref().canonical_attempt == task.epoch => {
+                ledger.lock().unwrap().entry(task.stage_id).or_default().push(task.epoch)
             }
-            Ok(_) => {}
+            Ok(r) => panic!(
+                "{name}: completion of epoch {} answered with epoch {}",
+                task.epoch,
+                r.get_ref().canonical_attempt
+            ),
             // The lease was lost (a restart took longer than a lease): someone else will do it.
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
             Err(s) => panic!("{name}: complete failed: {s}"),
@@ -136,12 +161,15 @@ async fn worker(
 }
 
 async fn sweep_state(url: &str, id: &str) -> Option<v1::Sweep> {
-    let conn = Connection::connect(url, None, Some(ADMIN)).await.ok()?;
-    conn.sweeps()
-        .get(v1::GetSweepRequest { sweep_id: id.into() })
-        .await
-        .ok()
-        .map(|r| r.into_inner())
+    let get = async {
+        let conn = Connection::connect(url, None, Some(ADMIN)).await.ok()?;
+        conn.sweeps()
+            .get(v1::GetSweepRequest { sweep_id: id.into() })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    };
+    tokio::time::timeout(CALL_TIMEOUT, get).await.ok().flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,11 +223,17 @@ async fn sigkill_mid_sweep_loses_nothing_and_completes_every_stage_once() {
     // Kill it when about a quarter, then when about two thirds, of the stages are done.
     let mut serve = Some(serve);
     for fraction in [0.25, 0.66] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let done = ledger.lock().unwrap().len() as f64;
-            if done >= fraction * f64::from(total) {
+            let done = ledger.lock().unwrap().len();
+            if done as f64 >= fraction * f64::from(total) {
                 break;
             }
+            let dead = workers.iter().filter(|w| w.is_finished()).count();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {done} of {total} stages done after 60 s ({dead} workers exited)"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         serve.take().unwrap().kill9();
@@ -222,13 +256,16 @@ async fn sigkill_mid_sweep_loses_nothing_and_completes_every_stage_once() {
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
-        w.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .expect("a worker did not stop")
+            .unwrap();
     }
     assert_eq!(finished.state, "succeeded", "{finished:?}");
     assert_eq!(finished.counts.unwrap().succeeded, total);
     let ledger = ledger.lock().unwrap();
     assert_eq!(ledger.len() as u32, total, "every stage completed");
-    let twice: Vec<_> = ledger.iter().filter(|(_, n)| **n != 1).collect();
+    let twice: Vec<_> = ledger.iter().filter(|(_, epochs)| epochs.len() != 1).collect();
     assert!(twice.is_empty(), "stages accepted more than once: {twice:?}");
     drop(serve);
 }

@@ -128,16 +128,23 @@ pub(super) fn paper_trial(
 
 /// One report per sweep, reading every trial's evaluation.
 pub(super) fn paper_report(b: &mut Builder<'_>, trials: &[TrialPlan]) {
-    let mut inputs: Vec<StageId> = Vec::new();
-    for t in trials {
-        if let Some(e) = t.stages.get("evaluate").filter(|e| !inputs.contains(e)) {
-            inputs.push(e.clone());
-        }
-    }
-    let rows: Vec<Value> = trials
+    let mut inputs: Vec<StageId> =
+        trials.iter().filter_map(|t| t.stages.get("evaluate").cloned()).collect();
+    inputs.sort();
+    inputs.dedup();
+    // Rows in a canonical order (not the trial order, which follows how the axes were
+    // written), so that the same sweep written differently has the same report stage.
+    let mut rows: Vec<(String, Value)> = trials
         .iter()
-        .map(|t| json!({ "trial": t.index, "params": t.params, "evaluate": t.stages.get("evaluate") }))
+        .map(|t| {
+            let params =
+                Value::Object(t.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            let key = super::canonical_json(&params);
+            (key, json!({ "params": params, "evaluate": t.stages.get("evaluate") }))
+        })
         .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let rows: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
     let report = b.manifest.base.get("report").cloned().unwrap_or_else(|| json!({}));
     let config = json!({ "report": report, "sweep": b.manifest.sweep.name, "trials": rows });
     b.add("report", config, inputs, 5);

@@ -16,7 +16,7 @@ mod tests;
 pub use config::SchedulerConfig;
 pub use journal::JournalStats;
 pub use ops::{FailureKind, Granted, OpError, SubmitOutcome};
-pub use state::{Counts, LiveEvent};
+pub use state::{Counts, LiveEvent, Progress};
 
 use crate::plan::Plan;
 use crate::records::{
@@ -49,6 +49,19 @@ pub struct SweepView {
     pub stalled_reasons: Vec<String>,
     /// (stage id, kind, last error) of failed stages.
     pub failures: Vec<(String, String, String)>,
+    /// Stages leased now.
+    pub running: Vec<RunningView>,
+}
+
+/// A leased stage and what its worker last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningView {
+    pub stage_id: String,
+    pub kind: String,
+    pub worker: String,
+    pub attempt: u64,
+    pub lease_expires_ms: Millis,
+    pub progress: Option<Progress>,
 }
 
 /// The scheduler. Cheap to share (`Arc`).
@@ -221,11 +234,14 @@ impl Scheduler {
         self.state.lock().expect("scheduler lock").delayed.first().map(|&(t, _)| t)
     }
 
+    /// Extends a lease (or, with an empty stage id, just says the worker is alive) and keeps
+    /// the worker's progress report for `status`; answers whether to stop, and the new expiry.
     pub async fn heartbeat(
         &self,
         worker: &str,
         stage_id: &str,
         epoch: u64,
+        report: Option<Progress>,
     ) -> Result<(bool, Millis), SchedError> {
         let now = now_ms();
         let mut st = self.state.lock().expect("scheduler lock");
@@ -233,7 +249,7 @@ impl Scheduler {
             st.touch(worker, now)?;
             return Ok((false, 0));
         }
-        Ok(st.heartbeat(worker, stage_id, epoch, now)?)
+        Ok(st.heartbeat(worker, stage_id, epoch, report, now)?)
     }
 
     /// Commits a stage's output; `(duplicate, canonical attempt)`.
@@ -323,7 +339,24 @@ fn view(st: &State, s: u32) -> SweepView {
             )
         })
         .collect();
+    let running = sw
+        .stages
+        .iter()
+        .filter(|&&ix| st.stages[ix as usize].status.state == StageState::Leased)
+        .map(|&ix| {
+            let stage = &st.stages[ix as usize];
+            RunningView {
+                stage_id: stage.spec.id.clone(),
+                kind: stage.spec.kind.clone(),
+                worker: stage.status.lease_worker.clone().unwrap_or_default(),
+                attempt: stage.status.epoch,
+                lease_expires_ms: stage.status.lease_expires_ms.unwrap_or(0),
+                progress: st.progress.get(&ix).cloned(),
+            }
+        })
+        .collect();
     SweepView {
+        running,
         record: sw.record.clone(),
         counts: sw.counts,
         state: st.state_label(s),

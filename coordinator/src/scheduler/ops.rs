@@ -281,6 +281,7 @@ impl State {
         worker: &str,
         stage_id: &str,
         epoch: u64,
+        report: Option<super::state::Progress>,
         now: Millis,
     ) -> Result<(bool, Millis), OpError> {
         self.touch(worker, now)?;
@@ -291,6 +292,9 @@ impl State {
             self.leases.remove(&(old, ix));
         }
         self.leases.insert((expires, ix));
+        if let Some(report) = report {
+            self.progress.insert(ix, report);
+        }
         // Heartbeats are not journaled: after a restart every lease gets a fresh TTL anyway.
         Ok((self.stages[ix as usize].status.cancel_requested, expires))
     }

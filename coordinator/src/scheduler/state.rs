@@ -145,6 +145,17 @@ pub(crate) struct State {
     pub leases: BTreeSet<(Millis, Ix)>,
     pub queue_seq: u64,
     pub event_seq: u64,
+    /// What the holders of leases last reported (memory only, like heartbeats).
+    pub progress: HashMap<Ix, Progress>,
+}
+
+/// A running stage's last heartbeat report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// 0..1, negative if not reported.
+    pub fraction: f64,
+    pub message: String,
+    pub metrics: Vec<(String, f64)>,
 }
 
 impl State {
@@ -161,6 +172,7 @@ impl State {
             leases: BTreeSet::new(),
             queue_seq: 0,
             event_seq: 0,
+            progress: HashMap::new(),
         }
     }
 
@@ -174,6 +186,7 @@ impl State {
         self.unqueue(ix);
         if from == StageState::Leased {
             self.release_lease(ix);
+            self.progress.remove(&ix);
         }
         let stage = &mut self.stages[ix as usize];
         stage.status.state = to;

@@ -161,7 +161,7 @@ async fn an_expired_lease_is_released_and_the_stale_worker_is_fenced_off() {
     // Heartbeats keep it alive past one TTL…
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        s.heartbeat("slow", &g1.spec.id, 1).await.unwrap();
+        s.heartbeat("slow", &g1.spec.id, 1, None).await.unwrap();
     }
     assert!(s.lease("fast", Duration::ZERO).await.unwrap().is_none());
     // …then the slow worker goes silent; the lease expires and the task goes to `fast`.
@@ -171,7 +171,7 @@ async fn an_expired_lease_is_released_and_the_stale_worker_is_fenced_off() {
     let stale = s.complete("slow", &g1.spec.id, 1, vec![]).await.unwrap_err();
     assert!(matches!(stale, SchedError::Op(OpError::Stale(_))), "{stale}");
     assert!(matches!(
-        s.heartbeat("slow", &g1.spec.id, 1).await,
+        s.heartbeat("slow", &g1.spec.id, 1, None).await,
         Err(SchedError::Op(OpError::Stale(_)))
     ));
     assert_eq!(s.complete("fast", &g2.spec.id, 2, vec![]).await.unwrap(), (false, 2));
@@ -257,7 +257,7 @@ async fn cancel_reaches_a_running_worker_and_spares_shared_stages() {
     assert_eq!(s.cancel("s1").await.unwrap(), 2);
     assert_eq!(s.sweep("s1").unwrap().state, "cancelled");
     // The running task learns it at its next heartbeat, stops and reports.
-    let (cancel, _) = s.heartbeat("w", &g.spec.id, g.epoch).await.unwrap();
+    let (cancel, _) = s.heartbeat("w", &g.spec.id, g.epoch, None).await.unwrap();
     assert!(cancel);
     assert_eq!(
         s.fail("w", &g.spec.id, g.epoch, FailureKind::Stage, true, "cancelled").await.unwrap(),

@@ -55,6 +55,26 @@ pub fn sweep_to_wire(v: SweepView) -> v1::Sweep {
         submitted_by: v.record.submitted_by,
         priority: v.record.priority,
         max_concurrent: v.record.max_concurrent,
+        running: v
+            .running
+            .into_iter()
+            .map(|r| {
+                let (progress, message, metrics) = match r.progress {
+                    Some(p) => (p.fraction, p.message, p.metrics.into_iter().collect()),
+                    None => (-1.0, String::new(), Default::default()),
+                };
+                v1::RunningStage {
+                    stage_id: r.stage_id,
+                    kind: r.kind,
+                    worker_id: r.worker,
+                    attempt: r.attempt,
+                    progress,
+                    message,
+                    metrics,
+                    lease_expires_unix_ms: r.lease_expires_ms,
+                }
+            })
+            .collect(),
         failures: v
             .failures
             .into_iter()

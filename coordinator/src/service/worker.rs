@@ -5,7 +5,7 @@ use super::convert::{
 };
 use crate::auth::{Role, caller};
 use crate::records::{WorkerRecord, now_ms};
-use crate::scheduler::{FailureKind, Scheduler};
+use crate::scheduler::{FailureKind, Progress, Scheduler};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,8 +115,16 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         caller(&req, Role::Worker)?;
         let r = req.into_inner();
-        let (cancel, expires) =
-            self.sched.heartbeat(&r.worker_id, &r.stage_id, r.epoch).await.map_err(status_of)?;
+        let report = Progress {
+            fraction: r.progress,
+            message: r.message,
+            metrics: r.metrics.into_iter().collect(),
+        };
+        let (cancel, expires) = self
+            .sched
+            .heartbeat(&r.worker_id, &r.stage_id, r.epoch, Some(report))
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(v1::HeartbeatResponse { cancel, lease_expires_unix_ms: expires }))
     }
 
