@@ -44,6 +44,9 @@ enum Command {
     /// The maze environment: sample episodes, generation statistics, synthetic trajectories.
     #[cfg(feature = "worker")]
     Maze(cli::maze::MazeArgs),
+    /// Models: inspect, generate, pretrain builtin models.
+    #[cfg(feature = "worker")]
+    Model(cli::model::ModelArgs),
     /// What this machine offers: libtorch, CUDA driver and devices.
     #[cfg(feature = "worker")]
     Doctor(cli::doctor::DoctorArgs),
@@ -69,6 +72,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => async_main(|| async move { cli::bench::run(a).await }),
         #[cfg(feature = "worker")]
         Command::Maze(args) => cli::maze::run(args),
+        #[cfg(feature = "worker")]
+        Command::Model(args) => cli::model::run(&common, args),
         #[cfg(feature = "worker")]
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Version => {

@@ -27,6 +27,9 @@ enum BenchCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
     },
+    /// Forward (prefill) and decode tokens/s of models, through the product's generation path.
+    #[cfg(feature = "worker")]
+    Model(super::bench_model::BenchModelArgs),
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -47,6 +50,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "worker")]
+        BenchCommand::Model(args) => super::bench_model::run(args),
     }
 }
 

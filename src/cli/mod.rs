@@ -2,10 +2,14 @@
 
 pub mod bench;
 #[cfg(feature = "worker")]
+pub mod bench_model;
+#[cfg(feature = "worker")]
 pub mod doctor;
 pub mod manifest;
 #[cfg(feature = "worker")]
 pub mod maze;
+#[cfg(feature = "worker")]
+pub mod model;
 pub mod serve;
 pub mod settings;
 pub mod sweeps;

@@ -12,6 +12,11 @@
 //! Invariant: the worker knows nothing about SQL or scheduling policy; it meets the coordinator
 //! only through `wax-proto`.
 
+pub mod builtin;
 pub mod device;
+pub mod generate;
 pub mod maze;
+pub mod model;
+pub mod pretrain;
 pub mod rng;
+pub mod tokenizer;

@@ -27,6 +27,8 @@ pub enum Stream {
     Policy = 4,
     /// Synthetic-trajectory walks for vector extraction.
     SyntheticWalk = 5,
+    /// Initial LoRA `A` matrices (`model::Model::add_lora`).
+    LoraInit = 6,
 }
 
 /// Domain tag mixed into the key so that wax's streams never coincide with another program's

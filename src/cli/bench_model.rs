@@ -1,0 +1,136 @@
+//! `wax bench model`: prefill and decode throughput of models on CPU or GPU.
+
+use super::settings::Output;
+use anyhow::Context;
+use clap::Args;
+use std::io::Write;
+use tch::{Device, Kind};
+use wax_worker::generate::{DecodeBench, DecodeBenchConfig, Sampling, decode_bench};
+use wax_worker::model::Model;
+
+#[derive(Args)]
+pub struct BenchModelArgs {
+    /// Models: local Hugging Face snapshot directories or `builtin:<size>` (default: the
+    /// builtin ladder).
+    refs: Vec<String>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// `f32` or `bf16`.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    prompt_len: usize,
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long)]
+    top_k: Option<i64>,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    format: Output,
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Ok(Device::Cuda(i)),
+            _ => anyhow::bail!("--device: expected cpu, cuda or cuda:N, got `{s}`"),
+        },
+    }
+}
+
+/// Parses `f32`/`fp32`/`float32` and `bf16`/`bfloat16`.
+pub fn parse_dtype(s: &str) -> anyhow::Result<Kind> {
+    match s {
+        "f32" | "fp32" | "float32" => Ok(Kind::Float),
+        "bf16" | "bfloat16" => Ok(Kind::BFloat16),
+        _ => anyhow::bail!("--dtype: expected f32 or bf16, got `{s}`"),
+    }
+}
+
+pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
+    let device = parse_device(&a.device)?;
+    if let Device::Cuda(i) = device {
+        anyhow::ensure!(
+            tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize,
+            "--device {}: libtorch sees {} CUDA device(s) (see `wax doctor`)",
+            a.device,
+            tch::Cuda::device_count()
+        );
+    }
+    let kind = parse_dtype(&a.dtype)?;
+    let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
+    sampling.validate().map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+    let cfg = DecodeBenchConfig {
+        batch: a.batch,
+        prompt_len: a.prompt_len,
+        new_tokens: a.new_tokens,
+        sampling,
+        warmup: a.warmup,
+        repeats: a.repeats,
+        seed: a.seed,
+    };
+    let refs = if a.refs.is_empty() { wax_worker::builtin::ladder_refs() } else { a.refs };
+    let mut results: Vec<(String, DecodeBench)> = Vec::new();
+    for r in &refs {
+        let dir = wax_worker::builtin::resolve_model_ref(r)
+            .with_context(|| format!("model reference `{r}`"))?;
+        eprintln!("bench: {r} on {device:?} as {kind:?} …");
+        let model = Model::load(&dir, device, kind).with_context(|| format!("loading `{r}`"))?;
+        let b = decode_bench(&model, &cfg).with_context(|| format!("benchmarking `{r}`"))?;
+        results.push((r.clone(), b));
+    }
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        Output::Json => {
+            if let [(_, one)] = results.as_slice() {
+                writeln!(out, "{}", serde_json::to_string_pretty(one)?)?;
+            } else {
+                let all: Vec<_> = results
+                    .iter()
+                    .map(|(r, b)| serde_json::json!({ "model": r, "result": b }))
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            }
+        }
+        Output::Text => {
+            writeln!(
+                out,
+                "batch {} × prompt {} + {} new tokens, {:?}, {} timed run(s), medians",
+                cfg.batch, cfg.prompt_len, cfg.new_tokens, cfg.sampling, cfg.repeats
+            )?;
+            writeln!(
+                out,
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10}",
+                "model", "params", "forward tok/s", "prefill tok/s", "decode tok/s", "ms/step"
+            )?;
+            for (r, b) in &results {
+                writeln!(
+                    out,
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2}",
+                    r,
+                    b.parameters,
+                    b.forward_tokens_per_s,
+                    b.prefill_tokens_per_s,
+                    b.decode_tokens_per_s,
+                    b.decode_ms_per_step
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `wax model …` end to end on the smallest builtin model: inspect, seeded generation,
+//! steering, and clear errors for bad `--steer` arguments.
+//!
+//! The builtin tokenizer and model are cached in `target/wax-builtin-cache/` (shared with the
+//! worker's builtin model tests); the first run trains the tokenizer.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use wax_tests::{wax_env, workspace_root};
+
+fn cache() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("wax-builtin-cache").display().to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    let cache = cache();
+    wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "wax {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn err(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "wax {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A safetensors file of float32 vectors (written by hand: this crate has no libtorch).
+fn write_vectors(path: &Path, vectors: &[(&str, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, v) in vectors {
+        let start = data.len();
+        for x in v {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        header.insert(
+            (*name).to_string(),
+            serde_json::json!({"dtype": "F32", "shape": [v.len()], "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(h);
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn generate(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "model",
+        "generate",
+        "builtin:1m",
+        "--prompt",
+        "Where do you move?",
+        "--max-new-tokens",
+        "12",
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(&args)).expect("JSON output")
+}
+
+#[test]
+fn inspect_prints_family_and_parameter_count() {
+    let text = ok(&["model", "inspect", "builtin:1m"]);
+    assert!(text.contains("qwen3"), "{text}");
+    assert!(text.contains("1115520"), "{text}");
+    assert!(text.contains("<|im_start|>assistant"), "chat preview missing:\n{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["model", "inspect", "builtin:1m", "--output", "json"])).unwrap();
+    assert_eq!(json["parameters"], 1_115_520);
+    assert_eq!(json["layers"], 4);
+    assert_eq!(json["tied_embeddings"], true);
+    let e = err(&["model", "inspect", "builtin:7m"]);
+    assert!(e.contains("1m, 6m, 25m, 100m"), "{e}");
+}
+
+#[test]
+fn generation_is_deterministic_for_a_seed() {
+    let a = generate(&["--seed", "3"]);
+    let b = generate(&["--seed", "3"]);
+    let c = generate(&["--seed", "4"]);
+    assert_eq!(a, b);
+    assert!(!a["tokens"].as_array().unwrap().is_empty());
+    assert_ne!(a["tokens"], c["tokens"]);
+    let text = ok(&[
+        "model",
+        "generate",
+        "builtin:1m",
+        "--prompt",
+        "Hello",
+        "--seed",
+        "3",
+        "--max-new-tokens",
+        "5",
+    ]);
+    assert!(!text.trim().is_empty());
+}
+
+#[test]
+fn steering_with_zero_alpha_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.safetensors");
+    let v: Vec<f32> = (0..128).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    write_vectors(&one, &[("welfare", v.clone())]);
+    let plain = generate(&["--chat", "--seed", "7"]);
+    let zero = generate(&["--chat", "--seed", "7", "--steer", &format!("{}:2:0", one.display())]);
+    assert_eq!(plain["tokens"], zero["tokens"]);
+    let strong =
+        generate(&["--chat", "--seed", "7", "--steer", &format!("{}:2:50", one.display())]);
+    assert_ne!(plain["tokens"], strong["tokens"]);
+    // Several vectors: --steer-key picks one, and without it the error lists them.
+    let two = dir.path().join("two.safetensors");
+    write_vectors(&two, &[("a", v.clone()), ("b", v)]);
+    let spec = format!("{}:1:0", two.display());
+    let keyed = generate(&["--chat", "--seed", "7", "--steer", &spec, "--steer-key", "b"]);
+    assert_eq!(plain["tokens"], keyed["tokens"]);
+    let e = err(&["model", "generate", "builtin:1m", "--prompt", "x", "--steer", &spec]);
+    assert!(e.contains("--steer-key") && e.contains("a, b"), "{e}");
+}
+
+#[test]
+fn bad_steer_arguments_are_clear_errors() {
+    let base = ["model", "generate", "builtin:1m", "--prompt", "x", "--steer"];
+    let with = |spec: &str| {
+        let mut a = base.to_vec();
+        a.push(spec);
+        err(&a)
+    };
+    let e = with("vectors.safetensors:2");
+    assert!(e.contains("<vectors.safetensors>:<layer>:<alpha>"), "{e}");
+    let e = with("vectors.safetensors:two:1");
+    assert!(e.contains("layer `two`"), "{e}");
+    let e = with("/nonexistent/v.safetensors:1:1");
+    assert!(e.contains("/nonexistent/v.safetensors") && e.contains("no such file"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("v.safetensors");
+    write_vectors(&f, &[("v", vec![0.5; 128])]);
+    let e = with(&format!("{}:9:1", f.display()));
+    assert!(e.contains("layer 9") && e.contains("4 layers"), "{e}");
+    write_vectors(&f, &[("v", vec![0.5; 64])]);
+    let e = with(&format!("{}:1:1", f.display()));
+    assert!(e.contains("[64]") && e.contains("[128]"), "{e}");
+}

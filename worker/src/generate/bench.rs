@@ -1,0 +1,151 @@
+//! Measuring the engine: prefill (forward) and decode throughput of a model on its device.
+//!
+//! The measured path is the product's own: a [`Session`] appends the prompts (one forward over
+//! `batch × prompt_len` tokens, logits for the last position only) and then decodes
+//! `new_tokens` per row with the configured sampling, one cache slot per step. On CUDA the clock
+//! is read only after synchronising the device.
+
+use super::sampling::Sampling;
+use super::session::{Chunk, GenerateError, GenerateOptions, Session};
+use crate::model::{ForwardInput, Hooks, LogitsSelect, Model, TokenRole};
+use serde::Serialize;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeBenchConfig {
+    pub batch: usize,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    pub sampling: Sampling,
+    /// Untimed runs first (allocator and kernel warm-up).
+    pub warmup: usize,
+    /// Timed runs; the median is reported.
+    pub repeats: usize,
+    pub seed: u64,
+}
+
+impl Default for DecodeBenchConfig {
+    fn default() -> Self {
+        DecodeBenchConfig {
+            batch: 8,
+            prompt_len: 64,
+            new_tokens: 64,
+            sampling: Sampling { temperature: 1.0, top_k: None, top_p: Some(0.95) },
+            warmup: 1,
+            repeats: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// One measurement (medians over the timed repeats).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeBench {
+    pub parameters: i64,
+    pub device: String,
+    pub dtype: String,
+    pub batch: usize,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    /// Full forward over every position (logits for all of them), tokens per second.
+    pub forward_tokens_per_s: f64,
+    /// The session's prefill (logits for the last position only), prompt tokens per second.
+    pub prefill_tokens_per_s: f64,
+    /// Generated tokens per second over the decode loop alone.
+    pub decode_tokens_per_s: f64,
+    /// Milliseconds per decode step (one token for every row).
+    pub decode_ms_per_step: f64,
+    /// Wall time of prefill + decode, seconds.
+    pub total_s: f64,
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Random prompts of the configured shape, deterministic for the seed.
+fn prompts(cfg: &DecodeBenchConfig, vocab: i64) -> Vec<Vec<i64>> {
+    let mut rng = crate::rng::WaxRng::new(cfg.seed, crate::rng::Stream::Policy);
+    (0..cfg.batch)
+        .map(|_| (0..cfg.prompt_len).map(|_| rng.below(vocab as u64) as i64).collect())
+        .collect()
+}
+
+/// Measures forward, prefill and decode throughput of `model`.
+pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBench, GenerateError> {
+    if cfg.batch == 0 || cfg.prompt_len == 0 || cfg.new_tokens == 0 || cfg.repeats == 0 {
+        return Err(GenerateError::Input(
+            "bench: batch, prompt length, new tokens and repeats must be positive".into(),
+        ));
+    }
+    let device = model.device();
+    let prompts = prompts(cfg, model.config().vocab_size);
+    let chunks: Vec<Chunk> =
+        prompts.iter().map(|p| Chunk::uniform(p.clone(), TokenRole::Prompt)).collect();
+    let seeds: Vec<u64> = (0..cfg.batch as u64).map(|i| cfg.seed.wrapping_add(i)).collect();
+    let capacity = (cfg.prompt_len + cfg.new_tokens + 1) as i64;
+    let opts = GenerateOptions {
+        max_new_tokens: cfg.new_tokens,
+        sampling: cfg.sampling,
+        // Fixed-length decode: never stop early, never synchronise mid-loop.
+        check_every: 0,
+        ..Default::default()
+    };
+    let flat: Vec<i64> = prompts.concat();
+    let (b, t) = (cfg.batch as i64, cfg.prompt_len as i64);
+    let forward_input = ForwardInput {
+        input_ids: Tensor::from_slice(&flat).view([b, t]).to_device(device),
+        positions: Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0).repeat([b, 1]),
+        attention_mask: Tensor::ones([b, t], (Kind::Bool, device)),
+    };
+    let (mut fwd, mut pre, mut dec, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let _guard = tch::no_grad_guard();
+    for run in 0..cfg.warmup + cfg.repeats {
+        sync(device);
+        let t0 = Instant::now();
+        let logits =
+            model.forward_select(&forward_input, None, &mut Hooks::new(), LogitsSelect::All)?;
+        drop(logits);
+        sync(device);
+        let t1 = Instant::now();
+        let mut s = Session::new(model, &seeds, capacity, Vec::new())?;
+        s.append(&chunks)?;
+        sync(device);
+        let t2 = Instant::now();
+        let g = s.generate(&opts)?;
+        sync(device);
+        let t3 = Instant::now();
+        debug_assert!(g.tokens.iter().all(|r| r.len() == cfg.new_tokens));
+        if run >= cfg.warmup {
+            fwd.push((t1 - t0).as_secs_f64());
+            pre.push((t2 - t1).as_secs_f64());
+            dec.push((t3 - t2).as_secs_f64());
+            total.push((t3 - t1).as_secs_f64());
+        }
+    }
+    let prompt_tokens = (cfg.batch * cfg.prompt_len) as f64;
+    let new = (cfg.batch * cfg.new_tokens) as f64;
+    let dec = median(dec);
+    Ok(DecodeBench {
+        parameters: model.num_parameters(),
+        device: format!("{device:?}"),
+        dtype: format!("{:?}", model.kind()),
+        batch: cfg.batch,
+        prompt_len: cfg.prompt_len,
+        new_tokens: cfg.new_tokens,
+        forward_tokens_per_s: prompt_tokens / median(fwd),
+        prefill_tokens_per_s: prompt_tokens / median(pre),
+        decode_tokens_per_s: new / dec,
+        decode_ms_per_step: dec * 1e3 / cfg.new_tokens as f64,
+        total_s: median(total),
+    })
+}

@@ -1,0 +1,446 @@
+//! Batched, multi-turn generation over one preallocated KV cache.
+//!
+//! A [`Session`] holds `B` conversations side by side. [`Session::append`] feeds each row a chunk
+//! of tokens (a prompt, or the environment's next user message); chunks of different lengths are
+//! padded on the *left of the chunk*, so every row's newest token sits in the same cache slot and
+//! the next-token logits of all rows come from one position. Pad slots anywhere in the cache are
+//! masked out of attention, and positions count real tokens only, so a row's computation does not
+//! depend on its batch mates' lengths. [`Session::generate`] then decodes up to
+//! `max_new_tokens`, one cache slot per step, with per-row seeds, sampling parameters, an allowed
+//! token set per step (action masking) and stop tokens.
+//!
+//! The decode loop keeps all per-row state on the device (which rows are still generating, their
+//! positions, the last sampled token), so a step issues no host synchronisation except an
+//! optional "has everyone stopped?" check every `check_every` steps; results are read back once
+//! at the end. A sampled token enters the cache on the following step; a row's final token (its
+//! stop token, or the last one when the budget ran out) is carried over and fed at the start of
+//! the next `append`, so a multi-turn episode continues exactly where the model stopped.
+
+use super::sampling::{Sampling, sample};
+use crate::model::{
+    ForwardInput, HookPoint, Hooks, KvCache, LogitsSelect, Model, ModelError, SteerScope, Steering,
+    TokenRole, steering_mask,
+};
+use tch::{Device, Kind, Tensor};
+
+/// Errors of generation (input shape mistakes, cache capacity, the model's own errors).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A steering vector applied throughout a session.
+#[derive(Debug)]
+pub struct SteerSpec {
+    pub point: HookPoint,
+    /// `[hidden]`, on the model's device and dtype (converted if not).
+    pub vector: Tensor,
+    pub alpha: f64,
+    pub scope: SteerScope,
+}
+
+/// One row's tokens to append, with the role of each (for steering scopes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub tokens: Vec<i64>,
+    pub roles: Vec<TokenRole>,
+}
+
+impl Chunk {
+    /// A chunk whose tokens all have the same role.
+    pub fn uniform(tokens: Vec<i64>, role: TokenRole) -> Chunk {
+        let roles = vec![role; tokens.len()];
+        Chunk { tokens, roles }
+    }
+}
+
+/// Which tokens may be sampled.
+#[derive(Debug, Default)]
+pub enum Allowed {
+    /// Any token.
+    #[default]
+    Any,
+    /// The same `[V]` bool mask at every step.
+    Always(Tensor),
+    /// A mask per decode step; the last one repeats (e.g. a move letter, then end-of-turn).
+    PerStep(Vec<Tensor>),
+}
+
+impl Allowed {
+    fn at(&self, step: usize) -> Option<&Tensor> {
+        match self {
+            Allowed::Any => None,
+            Allowed::Always(m) => Some(m),
+            Allowed::PerStep(v) => v.get(step).or(v.last()),
+        }
+    }
+
+    /// A `[V]` mask allowing exactly `ids`.
+    pub fn only(ids: &[i64], vocab: i64, device: Device) -> Tensor {
+        let m = Tensor::zeros([vocab], (Kind::Bool, device));
+        let idx = Tensor::from_slice(ids).to_device(device);
+        m.index_fill(0, &idx, 1)
+    }
+}
+
+/// Options of one [`Session::generate`] call.
+#[derive(Debug)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    pub allowed: Allowed,
+    /// A row stops after sampling one of these (the stop token is part of its output).
+    pub stop_tokens: Vec<i64>,
+    /// Check every this many steps whether all rows stopped (one host synchronisation each);
+    /// 0 never checks early.
+    pub check_every: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 64,
+            sampling: Sampling::default(),
+            allowed: Allowed::Any,
+            stop_tokens: Vec::new(),
+            check_every: 8,
+        }
+    }
+}
+
+/// What each row generated in one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated token ids per row (including the stop token when one was sampled).
+    pub tokens: Vec<Vec<i64>>,
+    /// Log-probability of each generated token under the sampled distribution.
+    pub logprobs: Vec<Vec<f32>>,
+    /// Whether the row ended on a stop token (false: it ran out of `max_new_tokens`).
+    pub stopped: Vec<bool>,
+}
+
+/// `B` conversations decoding side by side over one KV cache.
+pub struct Session<'m> {
+    model: &'m Model,
+    cache: KvCache,
+    /// `[B, capacity]` bool: which cache slots hold real tokens.
+    slots: Tensor,
+    /// Real tokens per row so far (the next position).
+    next_pos: Vec<i64>,
+    /// A sampled token per row not yet fed to the model.
+    pending: Vec<Option<i64>>,
+    seeds: Tensor,
+    /// Noise counter: advanced once per decode step.
+    draws: i64,
+    steering: Vec<SteerSpec>,
+    /// `[B, V]` next-token logits after the latest append.
+    last_logits: Option<Tensor>,
+}
+
+impl<'m> Session<'m> {
+    /// A session of `seeds.len()` rows with room for `capacity` cache slots per row.
+    pub fn new(
+        model: &'m Model,
+        seeds: &[u64],
+        capacity: i64,
+        steering: Vec<SteerSpec>,
+    ) -> Result<Session<'m>, GenerateError> {
+        if seeds.is_empty() {
+            return Err(GenerateError::Input("a session needs at least one row".into()));
+        }
+        let device = model.device();
+        let b = seeds.len() as i64;
+        let hidden = model.config().hidden_size;
+        let mut steer = Vec::with_capacity(steering.len());
+        for s in steering {
+            if s.vector.size() != [hidden] {
+                return Err(GenerateError::Input(format!(
+                    "steering vector has shape {:?}, the model's hidden size is {hidden}",
+                    s.vector.size()
+                )));
+            }
+            let vector = s.vector.to_device(device).to_kind(model.kind());
+            steer.push(SteerSpec { vector, ..s });
+        }
+        let seeds: Vec<i64> = seeds.iter().map(|&s| s as i64).collect();
+        Ok(Session {
+            model,
+            cache: model.new_cache(b, capacity)?,
+            slots: Tensor::zeros([b, capacity], (Kind::Bool, device)),
+            next_pos: vec![0; seeds.len()],
+            pending: vec![None; seeds.len()],
+            seeds: Tensor::from_slice(&seeds).to_device(device),
+            draws: 0,
+            steering: steer,
+            last_logits: None,
+        })
+    }
+
+    /// Rows in the session.
+    pub fn batch(&self) -> usize {
+        self.next_pos.len()
+    }
+
+    /// Cache slots used so far (the same for every row).
+    pub fn slots_used(&self) -> i64 {
+        self.cache.len()
+    }
+
+    /// Real tokens per row so far.
+    pub fn lengths(&self) -> &[i64] {
+        &self.next_pos
+    }
+
+    /// Feeds each row its chunk (after any token the previous `generate` left pending). Every
+    /// row must end up with at least one token to feed.
+    pub fn append(&mut self, chunks: &[Chunk]) -> Result<(), GenerateError> {
+        let b = self.batch();
+        if chunks.len() != b {
+            return Err(GenerateError::Input(format!(
+                "append: {} chunks for a session of {b} rows",
+                chunks.len()
+            )));
+        }
+        let mut rows: Vec<(Vec<i64>, Vec<TokenRole>)> = Vec::with_capacity(b);
+        for (i, (c, pending)) in chunks.iter().zip(&mut self.pending).enumerate() {
+            if c.tokens.len() != c.roles.len() {
+                return Err(GenerateError::Input(format!(
+                    "append: row {i} has {} tokens but {} roles",
+                    c.tokens.len(),
+                    c.roles.len()
+                )));
+            }
+            let mut tokens = Vec::with_capacity(c.tokens.len() + 1);
+            let mut roles = Vec::with_capacity(c.tokens.len() + 1);
+            if let Some(t) = pending.take() {
+                tokens.push(t);
+                roles.push(TokenRole::Generated);
+            }
+            tokens.extend_from_slice(&c.tokens);
+            roles.extend_from_slice(&c.roles);
+            if tokens.is_empty() {
+                return Err(GenerateError::Input(format!("append: row {i} has nothing to feed")));
+            }
+            rows.push((tokens, roles));
+        }
+        let t = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let past = self.cache.len();
+        if past + t as i64 > self.cache.capacity() {
+            return Err(GenerateError::Input(format!(
+                "append: {past} slots used + {t} new exceed the session capacity {}",
+                self.cache.capacity()
+            )));
+        }
+        let (mut ids, mut pos, mut real) =
+            (vec![0i64; b * t], vec![0i64; b * t], vec![false; b * t]);
+        let mut roles = vec![vec![TokenRole::Pad; t]; b];
+        let mut positions = vec![vec![0i64; t]; b];
+        for (i, (toks, rls)) in rows.iter().enumerate() {
+            let offset = t - toks.len();
+            for (j, (&tok, &role)) in toks.iter().zip(rls).enumerate() {
+                let k = i * t + offset + j;
+                ids[k] = tok;
+                pos[k] = self.next_pos[i];
+                real[k] = true;
+                roles[i][offset + j] = role;
+                positions[i][offset + j] = self.next_pos[i];
+                self.next_pos[i] += 1;
+            }
+        }
+        let device = self.model.device();
+        let shape = [b as i64, t as i64];
+        let real = Tensor::from_slice(&real).view(shape).to_device(device);
+        let mut hooks = Hooks::new();
+        for s in &self.steering {
+            let mask = steering_mask(s.scope, &roles, &positions, device)?;
+            hooks.steer(Steering {
+                point: s.point,
+                vector: s.vector.shallow_clone(),
+                alpha: s.alpha,
+                mask,
+            });
+        }
+        let input = ForwardInput {
+            input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
+            positions: Tensor::from_slice(&pos).view(shape).to_device(device),
+            attention_mask: self.mark_slots(past, &real),
+        };
+        let logits = self.model.forward_select(
+            &input,
+            Some(&mut self.cache),
+            &mut hooks,
+            LogitsSelect::Last,
+        )?;
+        self.last_logits = Some(logits.squeeze_dim(1));
+        Ok(())
+    }
+
+    /// Records which of the slots `past..past+T` are real and returns the attention mask over
+    /// all slots up to `past + T`.
+    fn mark_slots(&mut self, past: i64, real: &Tensor) -> Tensor {
+        let t = real.size()[1];
+        self.slots.narrow(1, past, t).copy_(real);
+        self.slots.narrow(1, 0, past + t)
+    }
+
+    /// Decodes up to `max_new_tokens` per row after the latest `append`.
+    pub fn generate(&mut self, opts: &GenerateOptions) -> Result<Generation, GenerateError> {
+        opts.sampling.validate().map_err(GenerateError::Input)?;
+        let Some(mut logits) = self.last_logits.take() else {
+            return Err(GenerateError::Input(
+                "generate: append the prompt (or the next message) first".into(),
+            ));
+        };
+        let b = self.batch();
+        if opts.max_new_tokens == 0 {
+            self.last_logits = Some(logits);
+            return Ok(Generation {
+                tokens: vec![Vec::new(); b],
+                logprobs: vec![Vec::new(); b],
+                stopped: vec![false; b],
+            });
+        }
+        let device = self.model.device();
+        let vocab = self.model.config().vocab_size;
+        for (step, m) in match &opts.allowed {
+            Allowed::Any => Vec::new(),
+            Allowed::Always(m) => vec![m],
+            Allowed::PerStep(v) => v.iter().collect(),
+        }
+        .into_iter()
+        .enumerate()
+        {
+            if m.size() != [vocab] || m.kind() != Kind::Bool {
+                return Err(GenerateError::Input(format!(
+                    "allowed-token mask {step} must be bool [{vocab}], found {:?} {:?}",
+                    m.kind(),
+                    m.size()
+                )));
+            }
+        }
+        let stops = Tensor::from_slice(&opts.stop_tokens).to_device(device);
+        let room = self.cache.capacity() - self.cache.len();
+        let feeds = opts.max_new_tokens as i64 - 1;
+        if feeds > room {
+            return Err(GenerateError::Input(format!(
+                "generate: {} new tokens need {feeds} more cache slots, {room} left",
+                opts.max_new_tokens
+            )));
+        }
+        let mut active = Tensor::ones([b as i64], (Kind::Bool, device));
+        let mut pos = Tensor::from_slice(&self.next_pos).to_device(device);
+        let mut last = Tensor::zeros([b as i64], (Kind::Int64, device));
+        let (mut toks, mut lps, mut valid) = (Vec::new(), Vec::new(), Vec::new());
+        let allowed_at: Vec<Option<Tensor>> = (0..opts.max_new_tokens)
+            .map(|s| opts.allowed.at(s).map(|m| m.to_device(device)))
+            .collect();
+        let mut steps_taken = 0usize;
+        for (step, allowed) in allowed_at.iter().enumerate() {
+            let s = sample(&logits, &opts.sampling, allowed.as_ref(), &self.seeds, self.draws);
+            self.draws += 1;
+            steps_taken += 1;
+            // Rows that sample now are exactly the active ones; their token must be fed next.
+            let unfed = active.shallow_clone();
+            last = s.tokens.where_self(&unfed, &last);
+            toks.push(s.tokens);
+            lps.push(s.logprobs);
+            valid.push(unfed.shallow_clone());
+            let stopped_now = if opts.stop_tokens.is_empty() {
+                Tensor::zeros_like(&unfed)
+            } else {
+                Tensor::isin(&last, &stops, false, false).logical_and(&unfed)
+            };
+            active = active.logical_and(&stopped_now.logical_not());
+            if step + 1 == opts.max_new_tokens {
+                break;
+            }
+            if opts.check_every > 0
+                && (step + 1) % opts.check_every == 0
+                && !bool::try_from(active.any()).unwrap_or(true)
+            {
+                break;
+            }
+            logits = self.feed(&last, &unfed, &mut pos)?;
+        }
+        // One read-back for the whole call.
+        let toks = Tensor::stack(&toks, 1).to_device(Device::Cpu);
+        let lps = Tensor::stack(&lps, 1).to_kind(Kind::Float).to_device(Device::Cpu);
+        let valid = Tensor::stack(&valid, 1).to_device(Device::Cpu);
+        let active = Vec::<bool>::try_from(&active.to_device(Device::Cpu)).map_err(tch_err)?;
+        let n = steps_taken as i64;
+        let toks = Vec::<i64>::try_from(&toks.view([-1])).map_err(tch_err)?;
+        let lps = Vec::<f32>::try_from(&lps.view([-1])).map_err(tch_err)?;
+        let valid = Vec::<bool>::try_from(&valid.view([-1])).map_err(tch_err)?;
+        let mut out = Generation {
+            tokens: vec![Vec::new(); b],
+            logprobs: vec![Vec::new(); b],
+            stopped: vec![false; b],
+        };
+        for i in 0..b {
+            for j in 0..n as usize {
+                let k = i * n as usize + j;
+                if valid[k] {
+                    out.tokens[i].push(toks[k]);
+                    out.logprobs[i].push(lps[k]);
+                }
+            }
+            out.stopped[i] = !active[i];
+            // A row that sampled at the last step has that token still to feed; a row that
+            // stopped earlier had its stop token fed on the step after.
+            let sampled_last = valid[i * n as usize + n as usize - 1];
+            self.pending[i] = if sampled_last { out.tokens[i].last().copied() } else { None };
+            self.next_pos[i] += out.tokens[i].len() as i64 - i64::from(self.pending[i].is_some());
+        }
+        Ok(out)
+    }
+
+    /// Feeds the last sampled token of the rows in `unfed` (pads elsewhere) into the next cache
+    /// slot; returns the next-token logits `[B, V]`.
+    fn feed(
+        &mut self,
+        last: &Tensor,
+        unfed: &Tensor,
+        pos: &mut Tensor,
+    ) -> Result<Tensor, GenerateError> {
+        let past = self.cache.len();
+        let real = unfed.unsqueeze(1);
+        let mut hooks = Hooks::new();
+        for s in &self.steering {
+            let mask = match s.scope {
+                SteerScope::FromIndex(k) => real.logical_and(&pos.unsqueeze(1).ge(k)),
+                // Every fed token here was generated: all the other scopes include it.
+                SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => {
+                    real.shallow_clone()
+                }
+            };
+            hooks.steer(Steering {
+                point: s.point,
+                vector: s.vector.shallow_clone(),
+                alpha: s.alpha,
+                mask,
+            });
+        }
+        let input = ForwardInput {
+            input_ids: last.unsqueeze(1),
+            positions: pos.unsqueeze(1),
+            attention_mask: self.mark_slots(past, &real),
+        };
+        // The fed ids were sampled from the model's own vocabulary: no range check (it would
+        // synchronise with the host every step).
+        let logits = self.model.forward_sampled(
+            &input,
+            Some(&mut self.cache),
+            &mut hooks,
+            LogitsSelect::Last,
+        )?;
+        *pos = &*pos + unfed.to_kind(Kind::Int64);
+        Ok(logits.squeeze_dim(1))
+    }
+}
+
+fn tch_err(e: tch::TchError) -> GenerateError {
+    GenerateError::Model(ModelError::from(e))
+}

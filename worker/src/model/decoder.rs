@@ -1,0 +1,602 @@
+//! `Model`: loading a snapshot into a `VarStore` and the batched forward pass.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor, nn};
+
+use super::cache::KvCache;
+use super::config::{Family, ModelConfig, NormKind};
+use super::error::ModelError;
+use super::hooks::{HookPoint, Hooks, LayerSite, Prepared};
+use super::layers::{Linear, Mlp, Norm};
+use super::rope;
+use super::weights::WeightFiles;
+
+/// The inputs of one forward call.
+#[derive(Debug)]
+pub struct ForwardInput {
+    /// `[B, T]` i64 token ids (pads may be any valid id).
+    pub input_ids: Tensor,
+    /// `[B, T]` i64 absolute positions (for left padding: `cumsum(mask) - 1`, clamped at 0).
+    pub positions: Tensor,
+    /// `[B, S]` bool, `S = cached length + T`; true marks a real token.
+    pub attention_mask: Tensor,
+}
+
+/// Which positions the logits are computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsSelect {
+    /// `[B, T, V]`.
+    All,
+    /// `[B, 1, V]`: only the last position of the call (what generation needs).
+    Last,
+}
+
+#[derive(Debug)]
+enum Qkv {
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+    /// GPT-NeoX `query_key_value`, laid out per head as `[heads, 3, head_dim]`.
+    Fused(Linear),
+}
+
+#[derive(Debug)]
+struct Layer {
+    ln1: Norm,
+    ln2: Norm,
+    qkv: Qkv,
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
+    o: Linear,
+    mlp: Mlp,
+}
+
+impl Layer {
+    /// The layer's linear maps in a fixed order: attention inputs, attention output, MLP.
+    fn linears(&self) -> Vec<&Linear> {
+        let mut out = match &self.qkv {
+            Qkv::Separate { q, k, v } => vec![q, k, v],
+            Qkv::Fused(qkv) => vec![qkv],
+        };
+        out.push(&self.o);
+        match &self.mlp {
+            Mlp::Gated { gate, up, down } => out.extend([gate, up, down]),
+            Mlp::Plain { up, down, .. } => out.extend([up, down]),
+        }
+        out
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut out = match &mut self.qkv {
+            Qkv::Separate { q, k, v } => vec![q, k, v],
+            Qkv::Fused(qkv) => vec![qkv],
+        };
+        out.push(&mut self.o);
+        match &mut self.mlp {
+            Mlp::Gated { gate, up, down } => out.extend([gate, up, down]),
+            Mlp::Plain { up, down, .. } => out.extend([up, down]),
+        }
+        out
+    }
+}
+
+/// A decoder-only language model whose parameters live in a `VarStore` under their Hugging Face
+/// names (trainable).
+pub struct Model {
+    config: ModelConfig,
+    vs: nn::VarStore,
+    kind: Kind,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    final_norm: Norm,
+    lm_head: Tensor,
+    inv_freq: Tensor,
+    rope_scaling: f64,
+    /// The snapshot directory the model was loaded from.
+    source: PathBuf,
+    /// Training mode (LoRA dropout active); false after loading.
+    pub(super) training: bool,
+    /// The configuration of the attached LoRA adapters (targets resolved), if any.
+    pub(super) lora: Option<super::lora::LoraConfig>,
+}
+
+/// Tensors in snapshots that are buffers, not parameters.
+fn is_known_buffer(name: &str) -> bool {
+    name.ends_with(".attention.bias")
+        || name.ends_with(".attention.masked_bias")
+        || name.ends_with("rotary_emb.inv_freq")
+}
+
+struct Loader<'a> {
+    files: &'a WeightFiles,
+    vs: &'a nn::VarStore,
+    kind: Kind,
+    device: Device,
+    used: Vec<String>,
+}
+
+impl Loader<'_> {
+    fn param(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ModelError> {
+        let t = self.files.load(name, shape, self.kind, self.device)?;
+        let mut parts: Vec<&str> = name.split('.').collect();
+        let last = parts.pop().unwrap_or(name);
+        let mut path = self.vs.root();
+        for p in parts {
+            path = path.sub(p);
+        }
+        self.used.push(name.to_string());
+        Ok(path.add(last, t, true))
+    }
+
+    fn linear(
+        &mut self,
+        prefix: &str,
+        out: i64,
+        inp: i64,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        Ok(Linear {
+            name: prefix.to_string(),
+            weight: self.param(&format!("{prefix}.weight"), &[out, inp])?,
+            bias: if bias { Some(self.param(&format!("{prefix}.bias"), &[out])?) } else { None },
+            lora: None,
+        })
+    }
+
+    fn norm(&mut self, prefix: &str, c: &ModelConfig, width: i64) -> Result<Norm, ModelError> {
+        Ok(Norm {
+            kind: c.norm,
+            weight: self.param(&format!("{prefix}.weight"), &[width])?,
+            bias: match c.norm {
+                NormKind::Layer => Some(self.param(&format!("{prefix}.bias"), &[width])?),
+                NormKind::Rms => None,
+            },
+            eps: c.norm_eps,
+        })
+    }
+}
+
+impl Model {
+    /// Loads `dir/config.json` and the safetensors weights onto `device` as `kind`
+    /// (`Kind::Float` or `Kind::BFloat16`).
+    pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Model, ModelError> {
+        if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            return Err(ModelError::Input(format!(
+                "unsupported parameter kind {kind:?} (use Float or BFloat16)"
+            )));
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let files = WeightFiles::open(dir)?;
+        let vs = nn::VarStore::new(device);
+        let c = &config;
+        let mut ld = Loader { files: &files, vs: &vs, kind, device, used: Vec::new() };
+        let (h, v, i) = (c.hidden_size, c.vocab_size, c.intermediate_size);
+        let (qd, kvd) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let neox = c.family == Family::GptNeoX;
+        let base = if neox { "gpt_neox" } else { "model" };
+        let embed = ld.param(
+            &format!("{base}.{}.weight", if neox { "embed_in" } else { "embed_tokens" }),
+            &[v, h],
+        )?;
+        let mut layers = Vec::with_capacity(c.num_layers as usize);
+        for l in 0..c.num_layers {
+            let p = format!("{base}.layers.{l}");
+            let ln1 = ld.norm(&format!("{p}.input_layernorm"), c, h)?;
+            let ln2 = ld.norm(&format!("{p}.post_attention_layernorm"), c, h)?;
+            let layer = if neox {
+                Layer {
+                    ln1,
+                    ln2,
+                    qkv: Qkv::Fused(ld.linear(
+                        &format!("{p}.attention.query_key_value"),
+                        3 * h,
+                        h,
+                        c.qkv_bias,
+                    )?),
+                    q_norm: None,
+                    k_norm: None,
+                    o: ld.linear(&format!("{p}.attention.dense"), h, h, c.o_bias)?,
+                    mlp: Mlp::Plain {
+                        up: ld.linear(&format!("{p}.mlp.dense_h_to_4h"), i, h, true)?,
+                        down: ld.linear(&format!("{p}.mlp.dense_4h_to_h"), h, i, true)?,
+                        activation: c.activation,
+                    },
+                }
+            } else {
+                let a = format!("{p}.self_attn");
+                let (q_norm, k_norm) = if c.qk_norm {
+                    (
+                        Some(ld.norm(&format!("{a}.q_norm"), c, c.head_dim)?),
+                        Some(ld.norm(&format!("{a}.k_norm"), c, c.head_dim)?),
+                    )
+                } else {
+                    (None, None)
+                };
+                Layer {
+                    ln1,
+                    ln2,
+                    qkv: Qkv::Separate {
+                        q: ld.linear(&format!("{a}.q_proj"), qd, h, c.qkv_bias)?,
+                        k: ld.linear(&format!("{a}.k_proj"), kvd, h, c.qkv_bias)?,
+                        v: ld.linear(&format!("{a}.v_proj"), kvd, h, c.qkv_bias)?,
+                    },
+                    q_norm,
+                    k_norm,
+                    o: ld.linear(&format!("{a}.o_proj"), h, qd, c.o_bias)?,
+                    mlp: Mlp::Gated {
+                        gate: ld.linear(&format!("{p}.mlp.gate_proj"), i, h, c.mlp_bias)?,
+                        up: ld.linear(&format!("{p}.mlp.up_proj"), i, h, c.mlp_bias)?,
+                        down: ld.linear(&format!("{p}.mlp.down_proj"), h, i, c.mlp_bias)?,
+                    },
+                }
+            };
+            layers.push(layer);
+        }
+        let final_norm =
+            ld.norm(&format!("{base}.{}", if neox { "final_layer_norm" } else { "norm" }), c, h)?;
+        let mut tolerated: Vec<&str> = Vec::new();
+        let lm_head = if c.tie_word_embeddings {
+            // Some snapshots store the tied head anyway; transformers ignores it.
+            tolerated.push("lm_head.weight");
+            embed.shallow_clone()
+        } else if neox && !files.contains("lm_head.weight") {
+            ld.param("embed_out.weight", &[v, h])?
+        } else {
+            ld.param("lm_head.weight", &[v, h])?
+        };
+        let used = std::mem::take(&mut ld.used);
+        let unexpected: Vec<String> = files
+            .names()
+            .into_iter()
+            .filter(|n| {
+                !used.contains(n) && !is_known_buffer(n) && !tolerated.contains(&n.as_str())
+            })
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(ModelError::UnexpectedTensors { names: unexpected.join(", ") });
+        }
+        let (inv_freq, rope_scaling) = config.rope.inv_freq(config.rotary_dim, None, device);
+        Ok(Model {
+            config,
+            vs,
+            kind,
+            embed,
+            layers,
+            final_norm,
+            lm_head,
+            inv_freq,
+            rope_scaling,
+            source: dir.to_path_buf(),
+            training: false,
+            lora: None,
+        })
+    }
+
+    /// The snapshot directory the model was loaded from.
+    pub fn source_dir(&self) -> &Path {
+        &self.source
+    }
+
+    /// Every linear map of the decoder blocks, layer by layer (see `Layer::linears`).
+    pub(super) fn block_linears(&self) -> Vec<&Linear> {
+        self.layers.iter().flat_map(Layer::linears).collect()
+    }
+
+    pub(super) fn block_linears_mut(&mut self) -> Vec<&mut Linear> {
+        self.layers.iter_mut().flat_map(Layer::linears_mut).collect()
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The kind the parameters were loaded as.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Number of scalar parameters (tied embeddings counted once).
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.variables().values().map(Tensor::numel).sum::<usize>() as i64
+    }
+
+    /// A cache for `batch` rows of up to `capacity` tokens each.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache, ModelError> {
+        let c = &self.config;
+        KvCache::new(
+            c.num_layers,
+            batch,
+            c.num_kv_heads,
+            capacity,
+            c.head_dim,
+            self.kind,
+            self.device(),
+        )
+    }
+
+    /// Logits `[B, T, V]` (float32) for every position of the call.
+    pub fn forward(
+        &self,
+        input: &ForwardInput,
+        cache: Option<&mut KvCache>,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor, ModelError> {
+        self.forward_select(input, cache, hooks, LogitsSelect::All)
+    }
+
+    fn validate(
+        &self,
+        input: &ForwardInput,
+        past: i64,
+        check_ids: bool,
+    ) -> Result<(i64, i64), ModelError> {
+        let ids = &input.input_ids;
+        let size = ids.size();
+        if size.len() != 2 || ids.kind() != Kind::Int64 || size[1] == 0 {
+            return Err(ModelError::Input(format!(
+                "input_ids must be a non-empty i64 [B, T] tensor, found {:?} {:?}",
+                ids.kind(),
+                size
+            )));
+        }
+        let (b, t) = (size[0], size[1]);
+        if input.positions.size() != size || input.positions.kind() != Kind::Int64 {
+            return Err(ModelError::Input(format!(
+                "positions must be i64 {size:?}, found {:?} {:?}",
+                input.positions.kind(),
+                input.positions.size()
+            )));
+        }
+        let m = &input.attention_mask;
+        if m.size() != [b, past + t] || m.kind() != Kind::Bool {
+            return Err(ModelError::Input(format!(
+                "attention_mask must be bool [{b}, {}] (cached {past} + new {t}), found {:?} {:?}",
+                past + t,
+                m.kind(),
+                m.size()
+            )));
+        }
+        let device = self.device();
+        for (name, t) in
+            [("input_ids", ids), ("positions", &input.positions), ("attention_mask", m)]
+        {
+            if t.device() != device {
+                return Err(ModelError::Input(format!(
+                    "{name} is on {:?}, the model on {device:?}",
+                    t.device()
+                )));
+            }
+        }
+        if !check_ids {
+            return Ok((b, t));
+        }
+        // One host synchronisation per call, before the layer loop: out-of-range ids would be a
+        // device-side assertion on CUDA.
+        let lo = ids.min().int64_value(&[]);
+        let hi = ids.max().int64_value(&[]);
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(ModelError::Input(format!(
+                "token ids must lie in 0..{}, found range {lo}..={hi}",
+                self.config.vocab_size
+            )));
+        }
+        Ok((b, t))
+    }
+
+    /// Like `forward`, with a choice of the positions logits are computed for.
+    pub fn forward_select(
+        &self,
+        input: &ForwardInput,
+        cache: Option<&mut KvCache>,
+        hooks: &mut Hooks,
+        select: LogitsSelect,
+    ) -> Result<Tensor, ModelError> {
+        self.forward_impl(input, cache, hooks, select, true)
+    }
+
+    /// `forward_select` for ids the model itself sampled (a decode step): skips the id-range
+    /// check, which costs a host synchronisation per call. Shapes are still checked.
+    pub fn forward_sampled(
+        &self,
+        input: &ForwardInput,
+        cache: Option<&mut KvCache>,
+        hooks: &mut Hooks,
+        select: LogitsSelect,
+    ) -> Result<Tensor, ModelError> {
+        self.forward_impl(input, cache, hooks, select, false)
+    }
+
+    fn forward_impl(
+        &self,
+        input: &ForwardInput,
+        mut cache: Option<&mut KvCache>,
+        hooks: &mut Hooks,
+        select: LogitsSelect,
+        check_ids: bool,
+    ) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let past = cache.as_ref().map_or(0, |k| k.len());
+        let (b, t) = self.validate(input, past, check_ids)?;
+        if let Some(k) = cache.as_ref() {
+            if k.batch() != b {
+                return Err(ModelError::Cache(format!(
+                    "cache has batch {}, input has {b}",
+                    k.batch()
+                )));
+            }
+            if past + t > k.capacity() {
+                return Err(ModelError::Cache(format!(
+                    "{past} cached + {t} new tokens exceed the capacity {}",
+                    k.capacity()
+                )));
+            }
+            if k.keys.len() != self.layers.len() {
+                return Err(ModelError::Cache(format!(
+                    "cache has {} layers, model {}",
+                    k.keys.len(),
+                    self.layers.len()
+                )));
+            }
+        }
+        let device = self.device();
+        let logits_t = match select {
+            LogitsSelect::All => t,
+            LogitsSelect::Last => 1,
+        };
+        let prep = hooks.prepare(
+            b,
+            t,
+            logits_t,
+            c.hidden_size,
+            c.vocab_size,
+            self.layers.len(),
+            self.kind,
+            device,
+        )?;
+
+        let mask = attention_mask(&input.attention_mask, past, t);
+        let (cos, sin) = if c.rope.is_dynamic() {
+            let seq_len = input.positions.max().int64_value(&[]) + 1;
+            let (inv, scale) = c.rope.inv_freq(c.rotary_dim, Some(seq_len), device);
+            rope::cos_sin(&inv, scale, &input.positions, self.kind)
+        } else {
+            rope::cos_sin(&self.inv_freq, self.rope_scaling, &input.positions, self.kind)
+        };
+
+        let mut x = Tensor::f_embedding(&self.embed, &input.input_ids, -1, false, false)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let point = |site| HookPoint::Layer { layer: l, site };
+            x = hooks.site(&prep, point(LayerSite::ResidPre), x);
+            let kv = cache.as_deref_mut().map(|k| (&k.keys[l], &k.values[l]));
+            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv, past);
+            let attn = hooks.site(&prep, point(LayerSite::AttnOut), attn);
+            let out = if c.parallel_residual {
+                let mlp = layer.mlp.forward(&layer.ln2.forward(&x));
+                let mid_delta = hooks.delta(&prep, point(LayerSite::ResidMid));
+                if prep_any(&prep) {
+                    let mid = match &mid_delta {
+                        Some(d) => &x + &attn + d,
+                        None => &x + &attn,
+                    };
+                    hooks.record(&prep, point(LayerSite::ResidMid), &mid);
+                }
+                let mlp = hooks.site(&prep, point(LayerSite::MlpOut), mlp);
+                let out = &mlp + &attn + &x;
+                match mid_delta {
+                    Some(d) => out + d,
+                    None => out,
+                }
+            } else {
+                let mid = hooks.site(&prep, point(LayerSite::ResidMid), &x + &attn);
+                let mlp = hooks.site(
+                    &prep,
+                    point(LayerSite::MlpOut),
+                    layer.mlp.forward(&layer.ln2.forward(&mid)),
+                );
+                mlp + mid
+            };
+            x = hooks.site(&prep, point(LayerSite::ResidPost), out);
+        }
+        if let Some(k) = cache {
+            k.advance(t);
+        }
+        let x = match select {
+            LogitsSelect::All => x,
+            LogitsSelect::Last => x.narrow(1, t - 1, 1),
+        };
+        let x = hooks.site(&prep, HookPoint::FinalNorm, self.final_norm.forward(&x));
+        let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
+        Ok(hooks.site(&prep, HookPoint::Logits, logits))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: &Layer,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        kv: Option<(&Tensor, &Tensor)>,
+        past: i64,
+    ) -> Tensor {
+        let c = &self.config;
+        let size = h.size();
+        let (b, t) = (size[0], size[1]);
+        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let (q, k, v) = match &layer.qkv {
+            Qkv::Separate { q, k, v } => {
+                let mut q = q.forward(h).view([b, t, nh, hd]);
+                let mut k = k.forward(h).view([b, t, nkv, hd]);
+                if let Some(n) = &layer.q_norm {
+                    q = n.forward(&q);
+                }
+                if let Some(n) = &layer.k_norm {
+                    k = n.forward(&k);
+                }
+                (
+                    q.transpose(1, 2),
+                    k.transpose(1, 2),
+                    v.forward(h).view([b, t, nkv, hd]).transpose(1, 2),
+                )
+            }
+            Qkv::Fused(qkv) => {
+                let qkv = qkv.forward(h).view([b, t, nh, 3 * hd]).transpose(1, 2);
+                (qkv.narrow(-1, 0, hd), qkv.narrow(-1, hd, hd), qkv.narrow(-1, 2 * hd, hd))
+            }
+        };
+        let q = rope::apply(&q, cos, sin);
+        let k = rope::apply(&k, cos, sin);
+        let (k, v) = match kv {
+            Some((kc, vc)) => {
+                kc.narrow(2, past, t).copy_(&k);
+                vc.narrow(2, past, t).copy_(&v);
+                (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
+            }
+            None => (k, v),
+        };
+        let (k, v) =
+            if nkv != nh { (repeat_kv(&k, nh / nkv), repeat_kv(&v, nh / nkv)) } else { (k, v) };
+        let o =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false);
+        layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd]))
+    }
+}
+
+fn prep_any(prep: &Prepared) -> bool {
+    prep.any()
+}
+
+/// `[B, KV, S, D]` → `[B, KV * n, S, D]`, each kv head repeated `n` times consecutively.
+fn repeat_kv(x: &Tensor, n: i64) -> Tensor {
+    let s = x.size();
+    x.unsqueeze(2).expand([s[0], s[1], n, s[2], s[3]], false).reshape([s[0], s[1] * n, s[2], s[3]])
+}
+
+/// `[B, 1, T, S]` bool: query `i` (absolute slot `past + i`) may read slot `j` iff `j <= past + i`
+/// and slot `j` is real, or `j` is its own slot (so pad queries never see an empty row).
+fn attention_mask(real: &Tensor, past: i64, t: i64) -> Tensor {
+    let device = real.device();
+    let s = past + t;
+    let j = Tensor::arange(s, (Kind::Int64, device)).unsqueeze(0);
+    let i = (Tensor::arange(t, (Kind::Int64, device)) + past).unsqueeze(1);
+    let causal = j.le_tensor(&i);
+    let own = j.eq_tensor(&i);
+    let allowed = real.unsqueeze(1).logical_or(&own.unsqueeze(0)).logical_and(&causal.unsqueeze(0));
+    allowed.unsqueeze(1)
+}

@@ -1,0 +1,34 @@
+//! Decoder-only language models (Llama, Qwen2, Qwen3, GPT-NeoX) on libtorch, loaded from Hugging
+//! Face snapshots, with a preallocated KV cache, activation capture and steering hooks, and
+//! `save_pretrained`.
+//!
+//! Numerics follow transformers 5.x: norms in float32 cast back to the model kind, RoPE
+//! frequencies as `modeling_rope_utils.py` computes them, attention through
+//! `scaled_dot_product_attention` with a boolean mask (causal over absolute cache slots and
+//! padding; a pad query attends to its own slot so it never produces NaN).
+//!
+//! Note on transformers' `output_hidden_states`: entry `l + 1` is the output of decoder layer `l`
+//! for every layer but the last; the last entry is the *final-normed* output (checked by
+//! `scripts/fixtures/tiny_models.py` with transformers 5.24). `ResidPost` of the last layer is
+//! the raw layer output; `FinalNorm` is that last entry.
+
+mod cache;
+mod config;
+mod decoder;
+mod error;
+mod hooks;
+mod layers;
+mod lora;
+mod rope;
+mod save;
+mod steer;
+mod weights;
+
+pub use cache::KvCache;
+pub use config::{Activation, Family, ModelConfig, NormKind, SUPPORTED_MODEL_TYPES};
+pub use decoder::{ForwardInput, LogitsSelect, Model};
+pub use error::ModelError;
+pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering};
+pub use lora::LoraConfig;
+pub use rope::{RopeConfig, RopeScaling};
+pub use steer::{SteerScope, TokenRole, steering_mask};
