@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 use tch::{Device, Kind};
-use wax_worker::generate::{DecodeBench, DecodeBenchConfig, Sampling, decode_bench};
+use wax_worker::generate::{DecodeBench, DecodeBenchConfig, decode_bench};
 use wax_worker::model::Model;
 
 #[derive(Args)]
@@ -25,12 +25,8 @@ pub struct BenchModelArgs {
     prompt_len: usize,
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
-    #[arg(long)]
-    top_p: Option<f64>,
-    #[arg(long)]
-    top_k: Option<i64>,
+    #[command(flatten)]
+    sampling: super::sampling_args::SamplingArgs,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     #[arg(long, default_value_t = 3)]
@@ -73,8 +69,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
         );
     }
     let kind = parse_dtype(&a.dtype)?;
-    let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
-    sampling.validate().map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+    let sampling = a.sampling.sampling()?;
     let cfg = DecodeBenchConfig {
         batch: a.batch,
         prompt_len: a.prompt_len,

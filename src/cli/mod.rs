@@ -10,6 +10,8 @@ pub mod manifest;
 pub mod maze;
 #[cfg(feature = "worker")]
 pub mod model;
+#[cfg(feature = "worker")]
+pub mod sampling_args;
 pub mod serve;
 pub mod settings;
 pub mod sweeps;

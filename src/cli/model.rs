@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use wax_worker::builtin::{
     LADDER, SteerArg, TextRequest, generate_text, inspect_snapshot, resolve_model_ref,
 };
-use wax_worker::generate::Sampling;
 use wax_worker::pretrain::{PretrainConfig, pretrain_builtin};
 
 use super::settings::{CommonFlags, Output, Settings};
@@ -46,13 +45,8 @@ struct GenerateArgs {
     chat: bool,
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
-    #[arg(long)]
-    top_p: Option<f64>,
-    #[arg(long)]
-    top_k: Option<i64>,
+    #[command(flatten)]
+    sampling: super::sampling_args::SamplingArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Steer with a vector: `<vectors.safetensors>:<layer>:<alpha>` (added to that layer's
@@ -151,8 +145,7 @@ pub fn run(common: &CommonFlags, args: ModelArgs) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
-            sampling.validate().map_err(anyhow::Error::msg)?;
+            let sampling = a.sampling.sampling()?;
             let dir = resolve_model_ref(&a.reference)?;
             let r = generate_text(
                 &dir,

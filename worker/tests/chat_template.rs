@@ -4,44 +4,18 @@
 //!
 //! Needs the project's Python environment (`make bootstrap`); without it the test fails.
 
+#[path = "common/chat_script.rs"]
+mod chat_script;
+
+use chat_script::{repo_root, transformers};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use wax_worker::maze::{EnvConfig, Episode, Maze, MazeConfig, PolicyKind, ScriptedPolicy};
 use wax_worker::tokenizer::{
     ChatArgs, ChatTemplate, Corpus, MazeTextConfig, Message, PlainTemplate, Tokenizer, TrainConfig,
     train_builtin,
 };
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("worker/ has a parent").to_path_buf()
-}
-
-/// Runs the fixture script on `request`; fails with a bootstrap hint if Python is missing.
-fn transformers(request: &Value, dir: &Path) -> Value {
-    let python = repo_root().join(".wax/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make bootstrap` to create the Python environment",
-        python.display()
-    );
-    let req = dir.join("request.json");
-    let resp = dir.join("response.json");
-    std::fs::write(&req, serde_json::to_vec(request).unwrap()).unwrap();
-    let out = Command::new(&python)
-        .arg(repo_root().join("scripts/fixtures/chat_templates.py"))
-        .arg(&req)
-        .arg(&resp)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make bootstrap`", python.display()));
-    assert!(
-        out.status.success(),
-        "scripts/fixtures/chat_templates.py failed (is transformers installed? run `make bootstrap`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&resp).unwrap()).unwrap()
-}
 
 /// A small builtin tokenizer (fast to train) in `dir`.
 fn small_tokenizer(dir: &Path) -> Tokenizer {

@@ -3,18 +3,17 @@
 //!
 //! Needs the English corpus (Debian python3-doc) and the Python environment (`make bootstrap`).
 
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/chat_script.rs"]
+mod chat_script;
+
+use chat_script::transformers;
+use serde_json::json;
+use std::path::Path;
 use wax_worker::maze::{ChatFormat, RenderOptions, render_chat};
 use wax_worker::tokenizer::{
     ChatArgs, Corpus, MazeTextConfig, Split, Tokenizer, TrainConfig, TrainReport,
     maze_conversations, maze_phrases, train_builtin, verify_moves,
 };
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("worker/ has a parent").to_path_buf()
-}
 
 fn small_config() -> TrainConfig {
     TrainConfig {
@@ -144,28 +143,4 @@ fn bad_configuration_is_an_error() {
     let cfg = TrainConfig { vocab_size: 200, ..small_config() };
     let e = train_builtin(&corpus, &cfg, dir.path()).unwrap_err().to_string();
     assert!(e.contains("vocab_size 200"), "{e}");
-}
-
-fn transformers(request: &Value, dir: &Path) -> Value {
-    let python = repo_root().join(".wax/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make bootstrap` to create the Python environment",
-        python.display()
-    );
-    let req = dir.join("request.json");
-    let resp = dir.join("response.json");
-    std::fs::write(&req, serde_json::to_vec(request).unwrap()).unwrap();
-    let out = Command::new(&python)
-        .arg(repo_root().join("scripts/fixtures/chat_templates.py"))
-        .arg(&req)
-        .arg(&resp)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make bootstrap`", python.display()));
-    assert!(
-        out.status.success(),
-        "scripts/fixtures/chat_templates.py failed (is transformers installed? run `make bootstrap`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&resp).unwrap()).unwrap()
 }

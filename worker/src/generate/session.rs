@@ -253,16 +253,8 @@ impl<'m> Session<'m> {
         let device = self.model.device();
         let shape = [b as i64, t as i64];
         let real = Tensor::from_slice(&real).view(shape).to_device(device);
-        let mut hooks = Hooks::new();
-        for s in &self.steering {
-            let mask = steering_mask(s.scope, &roles, &positions, device)?;
-            hooks.steer(Steering {
-                point: s.point,
-                vector: s.vector.shallow_clone(),
-                alpha: s.alpha,
-                mask,
-            });
-        }
+        let mut hooks =
+            self.steering_hooks(|s| steering_mask(s.scope, &roles, &positions, device))?;
         let input = ForwardInput {
             input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
             positions: Tensor::from_slice(&pos).view(shape).to_device(device),
@@ -276,6 +268,23 @@ impl<'m> Session<'m> {
         )?;
         self.last_logits = Some(logits.squeeze_dim(1));
         Ok(())
+    }
+
+    /// The session's steering entries with this call's masks.
+    fn steering_hooks(
+        &self,
+        mask: impl Fn(&SteerSpec) -> Result<Tensor, ModelError>,
+    ) -> Result<Hooks, ModelError> {
+        let mut hooks = Hooks::new();
+        for s in &self.steering {
+            hooks.steer(Steering {
+                point: s.point,
+                vector: s.vector.shallow_clone(),
+                alpha: s.alpha,
+                mask: mask(s)?,
+            });
+        }
+        Ok(hooks)
     }
 
     /// Records which of the slots `past..past+T` are real and returns the attention mask over
@@ -407,22 +416,15 @@ impl<'m> Session<'m> {
     ) -> Result<Tensor, GenerateError> {
         let past = self.cache.len();
         let real = unfed.unsqueeze(1);
-        let mut hooks = Hooks::new();
-        for s in &self.steering {
-            let mask = match s.scope {
+        let mut hooks = self.steering_hooks(|s| {
+            Ok(match s.scope {
                 SteerScope::FromIndex(k) => real.logical_and(&pos.unsqueeze(1).ge(k)),
                 // Every fed token here was generated: all the other scopes include it.
                 SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => {
                     real.shallow_clone()
                 }
-            };
-            hooks.steer(Steering {
-                point: s.point,
-                vector: s.vector.shallow_clone(),
-                alpha: s.alpha,
-                mask,
-            });
-        }
+            })
+        })?;
         let input = ForwardInput {
             input_ids: last.unsqueeze(1),
             positions: pos.unsqueeze(1),
