@@ -4,7 +4,7 @@
 //! Both backends hold the same tables. Columns an operator filters or joins on (ids, states,
 //! kinds, timestamps, counters) are real columns; nested values (configs, plans, file lists,
 //! resources, kinds, labels) are TEXT holding JSON, written and read verbatim so they round-trip
-//! exactly. Queries are written once with `$n` placeholders; SQLite gets `?n`.
+//! exactly. Queries are written once with `$n` parameter markers; SQLite gets `?n`.
 //!
 //! Reading rows back is in `decode`, the group-commit bookkeeping both writers share in `group`.
 
@@ -293,7 +293,7 @@ impl Op {
         self as usize
     }
 
-    /// The statement text, with `$n` placeholders in the table's column order.
+    /// The statement text, with `$n` parameter markers in the table's column order.
     pub(crate) fn statement(self, d: Dialect) -> String {
         let (table, on_conflict) = match self {
             Op::SetSweepState => return d.sql("UPDATE sweeps SET state = $1 WHERE id = $2"),
