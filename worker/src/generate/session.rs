@@ -70,11 +70,12 @@ pub enum Allowed {
 }
 
 impl Allowed {
-    fn at(&self, step: usize) -> Option<&Tensor> {
+    /// The masks in step order (the last one repeats): none for `Any`, one for `Always`.
+    fn masks(&self) -> Vec<&Tensor> {
         match self {
-            Allowed::Any => None,
-            Allowed::Always(m) => Some(m),
-            Allowed::PerStep(v) => v.get(step).or(v.last()),
+            Allowed::Any => Vec::new(),
+            Allowed::Always(m) => vec![m],
+            Allowed::PerStep(v) => v.iter().collect(),
         }
     }
 
@@ -205,7 +206,7 @@ impl<'m> Session<'m> {
             )));
         }
         let mut rows: Vec<(Vec<i64>, Vec<TokenRole>)> = Vec::with_capacity(b);
-        for (i, (c, pending)) in chunks.iter().zip(&mut self.pending).enumerate() {
+        for (i, (c, pending)) in chunks.iter().zip(&self.pending).enumerate() {
             if c.tokens.len() != c.roles.len() {
                 return Err(GenerateError::Input(format!(
                     "append: row {i} has {} tokens but {} roles",
@@ -215,7 +216,7 @@ impl<'m> Session<'m> {
             }
             let mut tokens = Vec::with_capacity(c.tokens.len() + 1);
             let mut roles = Vec::with_capacity(c.tokens.len() + 1);
-            if let Some(t) = pending.take() {
+            if let Some(t) = *pending {
                 tokens.push(t);
                 roles.push(TokenRole::Generated);
             }
@@ -234,30 +235,28 @@ impl<'m> Session<'m> {
                 self.cache.capacity()
             )));
         }
-        let (mut ids, mut pos, mut real) =
-            (vec![0i64; b * t], vec![0i64; b * t], vec![false; b * t]);
+        // Each row right-aligned in the chunk; pad slots keep role `Pad` (never real, never
+        // steered) and position 0.
+        let mut ids = vec![vec![0i64; t]; b];
         let mut roles = vec![vec![TokenRole::Pad; t]; b];
         let mut positions = vec![vec![0i64; t]; b];
         for (i, (toks, rls)) in rows.iter().enumerate() {
             let offset = t - toks.len();
-            for (j, (&tok, &role)) in toks.iter().zip(rls).enumerate() {
-                let k = i * t + offset + j;
-                ids[k] = tok;
-                pos[k] = self.next_pos[i];
-                real[k] = true;
-                roles[i][offset + j] = role;
-                positions[i][offset + j] = self.next_pos[i];
-                self.next_pos[i] += 1;
+            ids[i][offset..].copy_from_slice(toks);
+            roles[i][offset..].copy_from_slice(rls);
+            for (j, p) in positions[i][offset..].iter_mut().enumerate() {
+                *p = self.next_pos[i] + j as i64;
             }
         }
         let device = self.model.device();
         let shape = [b as i64, t as i64];
+        let real: Vec<bool> = roles.iter().flatten().map(|&r| r != TokenRole::Pad).collect();
         let real = Tensor::from_slice(&real).view(shape).to_device(device);
         let mut hooks =
             self.steering_hooks(|s| steering_mask(s.scope, &roles, &positions, device))?;
         let input = ForwardInput {
-            input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
-            positions: Tensor::from_slice(&pos).view(shape).to_device(device),
+            input_ids: Tensor::from_slice(&ids.concat()).view(shape).to_device(device),
+            positions: Tensor::from_slice(&positions.concat()).view(shape).to_device(device),
             attention_mask: self.mark_slots(past, &real),
         };
         let logits = self.model.forward_select(
@@ -266,6 +265,12 @@ impl<'m> Session<'m> {
             &mut hooks,
             LogitsSelect::Last,
         )?;
+        // Only now is the chunk part of the conversation: a failed call leaves the pending
+        // tokens and positions as they were.
+        for (i, (toks, _)) in rows.iter().enumerate() {
+            self.next_pos[i] += toks.len() as i64;
+            self.pending[i] = None;
+        }
         self.last_logits = Some(logits.squeeze_dim(1));
         Ok(())
     }
@@ -314,14 +319,8 @@ impl<'m> Session<'m> {
         }
         let device = self.model.device();
         let vocab = self.model.config().vocab_size;
-        for (step, m) in match &opts.allowed {
-            Allowed::Any => Vec::new(),
-            Allowed::Always(m) => vec![m],
-            Allowed::PerStep(v) => v.iter().collect(),
-        }
-        .into_iter()
-        .enumerate()
-        {
+        let mut masks = Vec::new();
+        for (step, m) in opts.allowed.masks().into_iter().enumerate() {
             if m.size() != [vocab] || m.kind() != Kind::Bool {
                 return Err(GenerateError::Input(format!(
                     "allowed-token mask {step} must be bool [{vocab}], found {:?} {:?}",
@@ -329,6 +328,7 @@ impl<'m> Session<'m> {
                     m.size()
                 )));
             }
+            masks.push(m.to_device(device));
         }
         let stops = Tensor::from_slice(&opts.stop_tokens).to_device(device);
         let room = self.cache.capacity() - self.cache.len();
@@ -343,12 +343,10 @@ impl<'m> Session<'m> {
         let mut pos = Tensor::from_slice(&self.next_pos).to_device(device);
         let mut last = Tensor::zeros([b as i64], (Kind::Int64, device));
         let (mut toks, mut lps, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-        let allowed_at: Vec<Option<Tensor>> = (0..opts.max_new_tokens)
-            .map(|s| opts.allowed.at(s).map(|m| m.to_device(device)))
-            .collect();
         let mut steps_taken = 0usize;
-        for (step, allowed) in allowed_at.iter().enumerate() {
-            let s = sample(&logits, &opts.sampling, allowed.as_ref(), &self.seeds, self.draws);
+        for step in 0..opts.max_new_tokens {
+            let allowed = masks.get(step).or(masks.last());
+            let s = sample(&logits, &opts.sampling, allowed, &self.seeds, self.draws);
             self.draws += 1;
             steps_taken += 1;
             // Rows that sample now are exactly the active ones; their token must be fed next.
