@@ -101,13 +101,36 @@ def summary(wax_json, hf_json, out):
     torch.cuda.synchronize()
     read_bw = 10 * n / (time.perf_counter() - t0)  # bytes read per second (plus as many written)
     roofline = BATCH * read_bw / ref["weight_bytes"]
+    # Compute bound of a decode step at this batch: 2 FLOP per parameter per token, at the
+    # measured bf16 matmul rate.
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    torch.cuda.synchronize()
+    flops = 10 * 2 * 8192**3 / (time.perf_counter() - t0)
+    params = ref["weight_bytes"] / 2
+    compute_bound = flops / (2 * params)
+    # transformers.generate's time covers prefill and decode; compare it with wax's end to end.
+    wax_e2e = BATCH * NEW / wax["total_s"]
     result = {
-        "wax_new_tokens_per_s": wax["decode_tokens_per_s"],
+        "wax_end_to_end_new_tokens_per_s": wax_e2e,
+        "wax_decode_loop_new_tokens_per_s": wax["decode_tokens_per_s"],
+        "wax_decode_ms_per_step": wax["decode_ms_per_step"],
+        "wax_sample_ms": wax.get("sample_ms"),
+        "wax_prefill_tokens_per_s": wax["prefill_tokens_per_s"],
         "transformers_new_tokens_per_s": ref["new_tokens_per_s"],
-        "ratio_wax_over_transformers": wax["decode_tokens_per_s"] / ref["new_tokens_per_s"],
+        "ratio_wax_over_transformers_end_to_end": wax_e2e / ref["new_tokens_per_s"],
+        "ratio_wax_decode_loop_over_transformers": wax["decode_tokens_per_s"] / ref["new_tokens_per_s"],
         "read_bandwidth_gb_s": read_bw / 1e9,
         "weights_read_roofline_tokens_per_s": roofline,
-        "wax_fraction_of_roofline": wax["decode_tokens_per_s"] / roofline,
+        "wax_decode_fraction_of_weights_read_roofline": wax["decode_tokens_per_s"] / roofline,
+        "bf16_matmul_tflop_s": flops / 1e12,
+        "compute_bound_tokens_per_s": compute_bound,
+        "wax_decode_fraction_of_compute_bound": wax["decode_tokens_per_s"] / compute_bound,
         "device": torch.cuda.get_device_name(0),
     }
     with open(out, "w") as f:

@@ -19,3 +19,7 @@ python3 scripts/device/decode_bench.py make "$model"
   --new-tokens 64 --top-p 0.95 --repeats 2 --format json | tee "$out/wax.json"
 python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
 python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" "$out/summary.json"
+# The same decode at batch 64: if ms/step barely changes, the step is bound by launches, not the GPU.
+"$bin" bench model "$model" --device cuda --dtype bf16 --batch 64 --prompt-len 64 \
+  --new-tokens 64 --top-p 0.95 --repeats 2 --format json > "$out/wax_b64.json"
+cat "$out/wax_b64.json"

@@ -110,19 +110,26 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
             )?;
             writeln!(
                 out,
-                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10}",
-                "model", "params", "forward tok/s", "prefill tok/s", "decode tok/s", "ms/step"
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10}",
+                "model",
+                "params",
+                "forward tok/s",
+                "prefill tok/s",
+                "decode tok/s",
+                "ms/step",
+                "sample ms"
             )?;
             for (r, b) in &results {
                 writeln!(
                     out,
-                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2}",
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2}",
                     r,
                     b.parameters,
                     b.forward_tokens_per_s,
                     b.prefill_tokens_per_s,
                     b.decode_tokens_per_s,
-                    b.decode_ms_per_step
+                    b.decode_ms_per_step,
+                    b.sample_ms
                 )?;
             }
         }

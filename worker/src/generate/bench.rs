@@ -5,7 +5,7 @@
 //! `new_tokens` per row with the configured sampling, one cache slot per step. On CUDA the clock
 //! is read only after synchronising the device.
 
-use super::sampling::Sampling;
+use super::sampling::{Sampling, sample};
 use super::session::{Chunk, GenerateError, GenerateOptions, Session};
 use crate::model::{ForwardInput, Hooks, LogitsSelect, Model, TokenRole};
 use serde::Serialize;
@@ -57,6 +57,9 @@ pub struct DecodeBench {
     pub decode_tokens_per_s: f64,
     /// Milliseconds per decode step (one token for every row).
     pub decode_ms_per_step: f64,
+    /// Milliseconds per call of the sampler alone on `[batch, vocab]` float32 logits (part of
+    /// each decode step).
+    pub sample_ms: f64,
     /// Wall time of prefill + decode, seconds.
     pub total_s: f64,
 }
@@ -132,6 +135,21 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
             total.push((t3 - t1).as_secs_f64());
         }
     }
+    // The sampler alone, on logits of the decode step's shape.
+    let logits = Tensor::randn([b, model.config().vocab_size], (Kind::Float, device)) * 3.0;
+    let seeds_i: Vec<i64> = seeds.iter().map(|&s| s as i64).collect();
+    let seeds_t = Tensor::from_slice(&seeds_i).to_device(device);
+    let mut samp = Vec::new();
+    for step in 0..cfg.warmup + cfg.repeats.max(5) {
+        sync(device);
+        let t0 = Instant::now();
+        let s = sample(&logits, &cfg.sampling, None, &seeds_t, step as i64);
+        drop(s);
+        sync(device);
+        if step >= cfg.warmup {
+            samp.push(t0.elapsed().as_secs_f64());
+        }
+    }
     let prompt_tokens = (cfg.batch * cfg.prompt_len) as f64;
     let new = (cfg.batch * cfg.new_tokens) as f64;
     let dec = median(dec);
@@ -146,6 +164,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         prefill_tokens_per_s: prompt_tokens / median(pre),
         decode_tokens_per_s: new / dec,
         decode_ms_per_step: dec * 1e3 / cfg.new_tokens as f64,
+        sample_ms: median(samp) * 1e3,
         total_s: median(total),
     })
 }

@@ -53,12 +53,6 @@ pub fn uniform(seeds: &Tensor, step: i64, vocab: i64, device: Device) -> Tensor 
     (hi * 16_777_216.0 + lo + 0.5) / 281_474_976_710_656.0
 }
 
-/// Standard Gumbel noise `-log(-log(u))`, shape `[B, V]`, float32.
-pub fn gumbel(seeds: &Tensor, step: i64, vocab: i64, device: Device) -> Tensor {
-    let u = uniform(seeds, step, vocab, device);
-    u.log().neg().log().neg().to_kind(Kind::Float)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,18 @@
 //! Turning next-token logits into tokens: temperature, top-k, top-p, an allowed-token set
-//! (action masking), and exact sampling by the Gumbel-max trick with per-sequence seeds.
+//! (action masking), and sampling by inversion of the cumulative distribution with one
+//! counter-based uniform per sequence.
 //!
 //! The processing order is transformers': temperature, then top-k, then top-p. The returned
 //! log-probability of each chosen token is under the distribution actually sampled from (after
 //! masking, temperature and truncation) — the "old log-prob" an RL update needs. Everything stays
 //! on the logits' device; nothing here reads a value back to the host.
+//!
+//! Both the nucleus and the draw work on fixed-point weights: each probability times 2^40,
+//! rounded to an integer. Integer sums are exact and the same in any order, so the result does not
+//! depend on the reduction order of a backend, and neither step sorts the vocabulary: the nucleus
+//! threshold is found by a two-pass radix select over order-preserving 32-bit keys of the logits
+//! (two histograms of 65,536 buckets), the draw by a cumulative sum and one comparison per token.
+//! A token whose probability is below 2^-41 rounds to weight 0 and is never drawn.
 
 use super::noise;
 use serde::{Deserialize, Serialize};
@@ -61,6 +69,60 @@ pub struct Sampled {
     pub logprobs: Tensor,
 }
 
+/// 2^40: probabilities are turned into integer weights at this scale.
+const FIXED_ONE: f64 = 1_099_511_627_776.0;
+/// The radix-select passes over the 32-bit keys, most significant digit first: (shift, bits).
+/// Small digits keep the per-row histograms small (2,048 buckets) whatever the vocabulary.
+const PASSES: [(i64, i64); 3] = [(21, 11), (10, 11), (0, 10)];
+
+/// Integer weights `round(p · 2^40)` of probabilities `p` (float32 in, int64 out).
+fn fixed(probs: &Tensor) -> Tensor {
+    (probs * FIXED_ONE).round().to_kind(Kind::Int64)
+}
+
+/// Order-preserving keys in `0..2^32` of float32 values: `x < y` implies `key(x) < key(y)`, and
+/// equal values have equal keys (except −0 and +0, which only matter for exact ties at zero).
+fn order_key(x: &Tensor) -> Tensor {
+    let bits = x.contiguous().view_dtype(Kind::Int).to_kind(Kind::Int64);
+    // Negative floats order backwards by their bits: flip the 31 magnitude bits.
+    bits.where_self(&bits.ge(0), &bits.bitwise_xor(0x7fff_ffff)) + (1_i64 << 31)
+}
+
+/// `above[.., h] = Σ_{h' > h} hist[.., h']` along the last dimension (int64, exact).
+fn mass_above(hist: &Tensor) -> Tensor {
+    hist.flip([-1]).cumsum(-1, Kind::Int64).flip([-1]) - hist
+}
+
+/// The nucleus of each row of float32 logits `x` `[N, V]`: token `t` is kept iff the probability
+/// mass of the tokens whose logit is strictly larger than `t`'s is below `p`. This is the smallest
+/// set of most likely tokens reaching mass `p`, with tied logits kept or dropped together.
+///
+/// Radix select: each pass histograms the weight of the still-undecided tokens by one digit of
+/// the key, finds the digit where the descending cumulative mass reaches `p`, and narrows the
+/// undecided tokens to that digit; after the last pass the threshold key is known exactly.
+fn nucleus(x: &Tensor, p: f64) -> Tensor {
+    let (rows, device) = (x.size()[0], x.device());
+    let w = fixed(&x.softmax(-1, Kind::Float));
+    let target = ((p * FIXED_ONE).round() as i64).max(1);
+    let key = order_key(x);
+    let mut undecided = w.shallow_clone();
+    let mut base = Tensor::zeros([rows, 1], (Kind::Int64, device));
+    let mut threshold = Tensor::zeros([rows, 1], (Kind::Int64, device));
+    for (i, (shift, bits)) in PASSES.into_iter().enumerate() {
+        let digit = key.bitwise_right_shift_tensor_scalar(shift).bitwise_and((1 << bits) - 1);
+        let hist = Tensor::zeros([rows, 1 << bits], (Kind::Int64, device))
+            .scatter_add(1, &digit, &undecided);
+        let above = mass_above(&hist) + &base;
+        let chosen = above.ge(target).sum_dim_intlist(-1, true, Kind::Int64);
+        base = above.gather(1, &chosen, false);
+        threshold = threshold * (1_i64 << bits) + &chosen;
+        if i + 1 < PASSES.len() {
+            undecided = undecided * digit.eq_tensor(&chosen);
+        }
+    }
+    key.ge_tensor(&threshold)
+}
+
 /// Log-probabilities `[B, V]` (float32) of the distribution [`sample`] draws from; excluded
 /// tokens get −∞. `allowed` is a bool mask `[V]` or `[B, V]`.
 pub fn log_probs(logits: &Tensor, sampling: &Sampling, allowed: Option<&Tensor>) -> Tensor {
@@ -81,21 +143,17 @@ pub fn log_probs(logits: &Tensor, sampling: &Sampling, allowed: Option<&Tensor>)
         if let Some(p) = sampling.top_p
             && p < 1.0
         {
-            let (sorted, order) = x.sort(-1, true);
-            let probs = sorted.softmax(-1, Kind::Float);
-            // Mass strictly before each token; a token is dropped once that reaches p. The most
-            // likely token always has 0 before it and is always kept.
-            let before = probs.cumsum(-1, Kind::Float) - &probs;
-            let drop_sorted = before.ge(p);
-            let drop = drop_sorted.scatter(-1, &order, &drop_sorted);
-            x = x.masked_fill(&drop, f64::NEG_INFINITY);
+            let shape = x.size();
+            let rows = x.reshape([-1, shape[shape.len() - 1]]);
+            let keep = nucleus(&rows, p).reshape(shape.as_slice());
+            x = x.masked_fill(&keep.logical_not(), f64::NEG_INFINITY);
         }
     }
     x.log_softmax(-1, Kind::Float)
 }
 
-/// Picks one token per row of `logits` (`[B, V]`). Row `b` uses the random stream of
-/// `seeds[b]` at position `step`, so a sequence's draw does not depend on its batch mates.
+/// Picks one token per row of `logits` (`[B, V]`). Row `b` uses the uniform draw of `seeds[b]` at
+/// position `step`, so a sequence's draw does not depend on its batch mates.
 pub fn sample(
     logits: &Tensor,
     sampling: &Sampling,
@@ -104,10 +162,14 @@ pub fn sample(
     step: i64,
 ) -> Sampled {
     let logp = log_probs(logits, sampling, allowed);
+    let vocab = logits.size()[logits.dim() - 1];
     let tokens = if sampling.temperature > 0.0 {
-        let vocab = logits.size()[logits.dim() - 1];
-        let g = noise::gumbel(seeds, step, vocab, logits.device());
-        (&logp + g).argmax(-1, false)
+        // Inversion: the first token whose cumulative weight exceeds u · total.
+        let cdf = fixed(&logp.exp()).cumsum(-1, Kind::Int64);
+        let total = cdf.narrow(-1, vocab - 1, 1).to_kind(Kind::Double);
+        let u = noise::uniform(seeds, step, 1, logits.device());
+        let r = (u * total).floor().to_kind(Kind::Int64);
+        cdf.le_tensor(&r).sum_dim_intlist(-1, false, Kind::Int64).clamp_max(vocab - 1)
     } else {
         logp.argmax(-1, false)
     };
@@ -144,6 +206,46 @@ mod tests {
         // Renormalised over the nucleus: 0.5 / 0.8.
         let lp = log_probs(&l, &s(0.79), None);
         assert!((lp.double_value(&[0, 1]).exp() - 0.625).abs() < 1e-6);
+    }
+
+    /// The radix-select nucleus equals a brute-force computation in float64 (mass strictly
+    /// above each token, summed token by token) on rows with mixed signs, spread and masked
+    /// entries.
+    #[test]
+    fn nucleus_matches_a_brute_force_reference() {
+        tch::manual_seed(3);
+        let (n, v) = (64, 700);
+        let scale = Tensor::from_slice(&[0.1f32, 1.0, 4.0, 12.0]).repeat([n / 4]).unsqueeze(1);
+        let mut x = Tensor::randn([n, v], (Kind::Float, Device::Cpu)) * scale;
+        let masked = Tensor::rand([n, v], (Kind::Float, Device::Cpu)).lt(0.2);
+        x = x.masked_fill(&masked, f64::NEG_INFINITY);
+        for p in [0.05, 0.5, 0.9, 0.95, 0.999] {
+            let got = Vec::<bool>::try_from(&nucleus(&x, p).flatten(0, 1)).unwrap();
+            let probs = x.to_kind(Kind::Double).softmax(-1, Kind::Double);
+            let xs = Vec::<f32>::try_from(&x.flatten(0, 1)).unwrap();
+            let ps = Vec::<f64>::try_from(&probs.flatten(0, 1)).unwrap();
+            let mut mismatches = 0;
+            let v = v as usize;
+            for r in 0..n as usize {
+                let (row, prow) = (&xs[r * v..][..v], &ps[r * v..][..v]);
+                for t in (0..v).filter(|&t| prow[t] > 0.0) {
+                    let above: f64 = (0..v).filter(|&j| row[j] > row[t]).map(|j| prow[j]).sum();
+                    if got[r * v + t] != (above < p) {
+                        mismatches += 1;
+                    }
+                }
+            }
+            assert_eq!(mismatches, 0, "p = {p}");
+        }
+    }
+
+    #[test]
+    fn tied_logits_at_the_boundary_are_kept_together() {
+        let l = probs(&[0.4, 0.2, 0.2, 0.2]);
+        let s = Sampling { top_p: Some(0.5), ..Default::default() };
+        assert_eq!(kept(&log_probs(&l, &s, None)), [true, true, true, true]);
+        let s = Sampling { top_p: Some(0.35), ..Default::default() };
+        assert_eq!(kept(&log_probs(&l, &s, None)), [true, false, false, false]);
     }
 
     #[test]

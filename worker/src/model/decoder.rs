@@ -469,7 +469,10 @@ impl Model {
             device,
         )?;
 
-        let mask = attention_mask(&input.attention_mask, past, t);
+        let mask = group_mask(
+            &attention_mask(&input.attention_mask, past, t),
+            c.num_heads / c.num_kv_heads,
+        );
         let (cos, sin) = if c.rope.is_dynamic() {
             let seq_len = input.positions.max().int64_value(&[]) + 1;
             let (inv, scale) = c.rope.inv_freq(c.rotary_dim, Some(seq_len), device);
@@ -570,10 +573,13 @@ impl Model {
             }
             None => (k, v),
         };
-        let (k, v) =
-            if nkv != nh { (repeat_kv(&k, nh / nkv), repeat_kv(&v, nh / nkv)) } else { (k, v) };
+        // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
+        // share a kv head become extra query rows of that head (`mask` is already grouped).
+        let group = nh / nkv;
+        let q = if group > 1 { q.reshape([b, nkv, group * t, hd]) } else { q };
         let o =
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false);
+        let o = if group > 1 { o.reshape([b, nh, t, hd]) } else { o };
         layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd]))
     }
 }
@@ -582,10 +588,19 @@ fn prep_any(prep: &Prepared) -> bool {
     prep.any()
 }
 
-/// `[B, KV, S, D]` → `[B, KV * n, S, D]`, each kv head repeated `n` times consecutively.
-fn repeat_kv(x: &Tensor, n: i64) -> Tensor {
-    let s = x.size();
-    x.unsqueeze(2).expand([s[0], s[1], n, s[2], s[3]], false).reshape([s[0], s[1] * n, s[2], s[3]])
+/// `[B, 1, T, S]` → `[B, 1, n·T, S]`: the mask of grouped queries (query heads `g·n .. g·n + n`
+/// of kv head `g`, stacked along the query axis), each group member seeing the same slots.
+fn group_mask(mask: &Tensor, n: i64) -> Tensor {
+    if n == 1 {
+        return mask.shallow_clone();
+    }
+    let s = mask.size();
+    mask.unsqueeze(2).expand([s[0], s[1], n, s[2], s[3]], false).reshape([
+        s[0],
+        s[1],
+        n * s[2],
+        s[3],
+    ])
 }
 
 /// `[B, 1, T, S]` bool: query `i` (absolute slot `past + i`) may read slot `j` iff `j <= past + i`

@@ -38,15 +38,14 @@ pub struct Norm {
 impl Norm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let input_kind = x.kind();
-        let xf = x.to_kind(Kind::Float);
+        let width = *x.size().last().unwrap_or(&0);
         match self.kind {
-            NormKind::Rms => {
-                let variance = xf.square().mean_dim(-1, true, Kind::Float);
-                let normed = xf * (variance + self.eps).rsqrt();
-                &self.weight * normed.to_kind(input_kind)
-            }
+            // libtorch's rms_norm accumulates in float32 for reduced precision and rounds the
+            // normalised value to the input kind before the weight multiplies it, as
+            // transformers does; one fused kernel on CUDA.
+            NormKind::Rms => &self.weight * x.rms_norm([width], None::<&Tensor>, self.eps),
             NormKind::Layer => {
-                let width = *x.size().last().unwrap_or(&0);
+                let xf = x.to_kind(Kind::Float);
                 let w = self.weight.to_kind(Kind::Float);
                 let b = self.bias.as_ref().map(|b| b.to_kind(Kind::Float));
                 xf.layer_norm([width], Some(&w), b.as_ref(), self.eps, false).to_kind(input_kind)
