@@ -117,7 +117,7 @@ fn nucleus(x: &Tensor, p: f64) -> Tensor {
         base = above.gather(1, &chosen, false);
         threshold = threshold * (1_i64 << bits) + &chosen;
         if i + 1 < PASSES.len() {
-            undecided = undecided * digit.eq_tensor(&chosen);
+            undecided *= digit.eq_tensor(&chosen);
         }
     }
     key.ge_tensor(&threshold)
