@@ -47,6 +47,9 @@ enum Command {
     /// Models: inspect, generate, pretrain builtin models.
     #[cfg(feature = "worker")]
     Model(cli::model::ModelArgs),
+    /// Train a model in the maze: Dr. GRPO, GRPO, REINFORCE, PPO or the SFT control.
+    #[cfg(feature = "worker")]
+    Train(cli::train::TrainArgs),
     /// What this machine offers: libtorch, CUDA driver and devices.
     #[cfg(feature = "worker")]
     Doctor(cli::doctor::DoctorArgs),
@@ -74,6 +77,8 @@ fn main() -> ExitCode {
         Command::Maze(args) => cli::maze::run(args),
         #[cfg(feature = "worker")]
         Command::Model(args) => cli::model::run(&common, args),
+        #[cfg(feature = "worker")]
+        Command::Train(args) => cli::train::run_cmd(args),
         #[cfg(feature = "worker")]
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Version => {

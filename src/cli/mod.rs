@@ -16,6 +16,8 @@ pub mod serve;
 pub mod settings;
 pub mod sweeps;
 pub mod token;
+#[cfg(feature = "worker")]
+pub mod train;
 
 /// Logs to standard error; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

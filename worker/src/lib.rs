@@ -18,5 +18,6 @@ pub mod generate;
 pub mod maze;
 pub mod model;
 pub mod pretrain;
+pub mod rl;
 pub mod rng;
 pub mod tokenizer;

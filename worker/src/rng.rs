@@ -29,6 +29,10 @@ pub enum Stream {
     SyntheticWalk = 5,
     /// Initial LoRA `A` matrices (`model::Model::add_lora`).
     LoraInit = 6,
+    /// RL training: maze and episode seeds, per-rollout sampling seeds (`rl`).
+    Rollout = 7,
+    /// RL training: minibatch shuffling and the value head's initial weights (`rl`).
+    Minibatch = 8,
 }
 
 /// Domain tag mixed into the key so that wax's streams never coincide with another program's

@@ -30,6 +30,10 @@ pub enum LogitsSelect {
     All,
     /// `[B, 1, V]`: only the last position of the call (what generation needs).
     Last,
+    /// No logits: the call returns the final-normed hidden states `[B, T, H]` (in the model's
+    /// kind), for callers that project only a few rows or a few tokens through
+    /// [`Model::lm_head`] (RL over four move tokens, SFT on assistant positions).
+    None,
 }
 
 #[derive(Debug)]
@@ -293,6 +297,11 @@ impl Model {
         &self.config
     }
 
+    /// The unembedding `[V, H]` (the embedding matrix when tied).
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
@@ -455,7 +464,7 @@ impl Model {
         }
         let device = self.device();
         let logits_t = match select {
-            LogitsSelect::All => t,
+            LogitsSelect::All | LogitsSelect::None => t,
             LogitsSelect::Last => 1,
         };
         let prep = hooks.prepare(
@@ -519,10 +528,13 @@ impl Model {
             k.advance(t);
         }
         let x = match select {
-            LogitsSelect::All => x,
+            LogitsSelect::All | LogitsSelect::None => x,
             LogitsSelect::Last => x.narrow(1, t - 1, 1),
         };
         let x = hooks.site(&prep, HookPoint::FinalNorm, self.final_norm.forward(&x));
+        if select == LogitsSelect::None {
+            return Ok(x);
+        }
         let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
         Ok(hooks.site(&prep, HookPoint::Logits, logits))
     }

@@ -1,0 +1,96 @@
+//! `wax train` end to end: a two-step run with a checkpoint, its files and summary, resuming from
+//! the checkpoint, and located errors for bad configuration files.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use wax_tests::{wax_env, workspace_root};
+
+fn cache() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("wax-builtin-cache").display().to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    let cache = cache();
+    wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+}
+
+const TINY: &str = r#"
+model = "builtin:1m"
+algorithm = "dr-grpo"
+steps = 2
+mazes_per_step = 1
+group_size = 2
+checkpoint_at = [1]
+[env]
+turns = 2
+[eval]
+mazes = 2
+"#;
+
+#[test]
+fn trains_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let out = dir.path().join("out");
+    let (c, o) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(&["train", c, "--out", o, "--quiet"]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.contains("mean return before"), "{stdout}");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2);
+    for f in ["summary.json", "eval-before.json", "config.toml"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let ck = out.join("step-1");
+    for f in [
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "adapter/adapter_config.json",
+        "optimizer.safetensors",
+        "state.json",
+    ] {
+        assert!(ck.join(f).is_file(), "step-1/{f} missing");
+    }
+    let again = dir.path().join("again");
+    let r = run(&[
+        "train",
+        c,
+        "--out",
+        again.to_str().unwrap(),
+        "--resume",
+        ck.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let lines = std::fs::read_to_string(again.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "resumed at step 1 of 2: {lines}");
+    assert!(lines.contains("\"step\":2"), "{lines}");
+}
+
+#[test]
+fn bad_configurations_name_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        ("steps = 2\nlearning_rate = 0.1\n", "run.toml:2:1"),
+        ("algorithm = \"dpo\"\n", "run.toml:1:"),
+        ("[env]\nturns = 0\n", "turns"),
+        ("clip_eps = 1.5\n", "clip_eps"),
+    ] {
+        let cfg = dir.path().join("run.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let r =
+            run(&["train", cfg.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+        assert!(!r.status.success());
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(stderr.contains(want), "{text:?}: {stderr}");
+    }
+    let r = run(&["train", "/nonexistent/run.toml"]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("/nonexistent/run.toml"));
+}

@@ -1,0 +1,16 @@
+//! Reinforcement learning in the maze (PROTOCOL.md §2): rollouts, the algorithms' math, one
+//! trainer for Dr. GRPO, GRPO, token-level REINFORCE, PPO and the SFT control.
+
+pub mod advantage;
+pub mod batch;
+pub mod config;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod rollout;
+pub mod sft;
+pub mod trainer;
+
+pub use config::{Algorithm, TrainConfig};
+pub use metrics::{PairedComparison, StepMetrics};
+pub use trainer::{Evaluation, TrainError, TrainSummary, Trainer, run};

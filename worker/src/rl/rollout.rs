@@ -1,0 +1,270 @@
+//! Batched multi-turn maze rollouts (PROTOCOL.md §1, §2.1).
+//!
+//! Every row of one [`Session`] plays one episode: each turn appends the environment's next user
+//! message (rendered by the model's chat template, closing the previous assistant turn first)
+//! and samples exactly one token restricted to the four move letters, at the configured
+//! temperature. The full history stays in the context. Per-turn rewards, the tile class of each
+//! neighbour before the move (for the equalized entropy bonus), and the sampling log-probability
+//! of every move (the "old" log-probs of the update) are recorded.
+//!
+//! Token layout, shared with training: a conversation is the concatenation of per-turn segments
+//! `close(previous assistant turn) + user turn with generation prompt`, each tokenized on its
+//! own, followed by the move token. For ChatML templates this is exactly the template's
+//! rendering of the whole conversation.
+
+use crate::generate::{Allowed, Chunk, GenerateError, GenerateOptions, Sampling, Session};
+use crate::maze::{ChatMessage, Dir, EnvConfig, Episode, Maze, Tile};
+use crate::model::{Model, TokenRole};
+use crate::tokenizer::{ChatArgs, ChatTemplate, Tokenizer, TokenizerError};
+use std::sync::Arc;
+
+/// Converts the conversation of a maze into model tokens.
+pub struct TurnLayout {
+    template: ChatTemplate,
+    args: ChatArgs,
+    /// Tokens that close an assistant turn (ChatML: `<|im_end|>\n`), as text.
+    close: String,
+    /// Token ids of N, E, S, W.
+    pub moves: [i64; 4],
+}
+
+/// A content string no template writes by itself: used to split a rendering around a message.
+const PROBE: &str = "\u{E000}";
+
+impl TurnLayout {
+    /// The layout of `template`; the move letters must be single tokens of `tokenizer`.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        template: ChatTemplate,
+        enable_thinking: Option<bool>,
+    ) -> Result<TurnLayout, TokenizerError> {
+        let mut args = ChatArgs::new(true);
+        if let Some(on) = enable_thinking {
+            args = args.enable_thinking(on);
+        }
+        let full = template.render_maze(
+            &[ChatMessage::user("q"), ChatMessage::assistant(PROBE)],
+            &ChatArgs { add_generation_prompt: false, ..args.clone() },
+        )?;
+        let close = match full.rsplit_once(PROBE) {
+            Some((_, after)) => after.to_string(),
+            None => {
+                return Err(TokenizerError::Template {
+                    name: template.name().to_string(),
+                    why: "the template does not write assistant content verbatim".into(),
+                });
+            }
+        };
+        let mut moves = [0i64; 4];
+        for (slot, d) in moves.iter_mut().zip(Dir::ALL) {
+            let letter = d.letter().to_string();
+            let ids = tokenizer.encode(&letter, false)?;
+            match ids.as_slice() {
+                [id] => *slot = i64::from(*id),
+                _ => {
+                    return Err(TokenizerError::Template {
+                        name: template.name().to_string(),
+                        why: format!("the move `{letter}` is {} tokens, not one", ids.len()),
+                    });
+                }
+            }
+        }
+        Ok(TurnLayout { template, args, close, moves })
+    }
+
+    /// The text of turn `turn` (1-based) before the move: the previous turn's close, then the
+    /// user message with the generation prompt.
+    pub fn segment_text(&self, turn: u32, user: &str) -> Result<String, TokenizerError> {
+        let open = self.template.render_maze(&[ChatMessage::user(user)], &self.args)?;
+        Ok(if turn > 1 { format!("{}{open}", self.close) } else { open })
+    }
+
+    /// Token ids of [`TurnLayout::segment_text`].
+    pub fn segment(
+        &self,
+        tokenizer: &Tokenizer,
+        turn: u32,
+        user: &str,
+    ) -> Result<Vec<i64>, TokenizerError> {
+        let text = self.segment_text(turn, user)?;
+        Ok(tokenizer.encode(&text, false)?.into_iter().map(i64::from).collect())
+    }
+
+    /// The move index (N, E, S, W order) of a token id.
+    pub fn move_of(&self, token: i64) -> Option<usize> {
+        self.moves.iter().position(|&m| m == token)
+    }
+}
+
+/// One decision: the move token sampled after a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Index in [`Trajectory::tokens`] of the last segment token (its logits chose the move;
+    /// the move token itself sits at `pos + 1`).
+    pub pos: usize,
+    /// 0..4 in N, E, S, W order.
+    pub action: usize,
+    /// Log-probability under the sampling distribution (temperature, four-token mask).
+    pub old_logp: f32,
+    /// Tile class of each neighbour before the move (0 Path, 1 Mold, 2 Gold).
+    pub classes: [i64; 4],
+    /// This turn's reward.
+    pub reward: f64,
+}
+
+/// One played episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trajectory {
+    pub maze_seed: u64,
+    pub episode_seed: u64,
+    /// Index of the group (maze) within the batch.
+    pub group: usize,
+    /// The whole conversation as token ids.
+    pub tokens: Vec<i64>,
+    pub decisions: Vec<Decision>,
+    /// Σ rewards.
+    pub ret: f64,
+    /// Gold consumed, Mold entered, Path entered over the episode.
+    pub gold: u32,
+    pub mold: u32,
+    pub path: u32,
+    /// True when the token budget ended the episode before its last turn.
+    pub truncated: bool,
+}
+
+/// One maze to play `group` times.
+#[derive(Debug, Clone)]
+pub struct RolloutSpec {
+    pub maze: Arc<Maze>,
+    /// Wind and clause order (shared by the group: common random numbers).
+    pub episode_seed: u64,
+    /// Sampling seed of each row of the group.
+    pub sample_seeds: Vec<u64>,
+}
+
+/// Errors of a rollout.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{0}")]
+    Env(String),
+}
+
+/// Plays every spec's group in one batched session; trajectories come out in spec order, the
+/// rows of one group consecutive.
+pub fn play(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    layout: &TurnLayout,
+    env: &Arc<EnvConfig>,
+    specs: &[RolloutSpec],
+    temperature: f64,
+    token_budget: usize,
+) -> Result<Vec<Trajectory>, RolloutError> {
+    let mut eps = Vec::new();
+    let mut seeds = Vec::new();
+    let mut out = Vec::new();
+    for (g, spec) in specs.iter().enumerate() {
+        for &s in &spec.sample_seeds {
+            let ep = Episode::new(&spec.maze, env.clone(), spec.episode_seed)
+                .map_err(|e| RolloutError::Env(e.to_string()))?;
+            eps.push(ep);
+            seeds.push(s);
+            out.push(Trajectory {
+                maze_seed: spec.maze.seed,
+                episode_seed: spec.episode_seed,
+                group: g,
+                tokens: Vec::new(),
+                decisions: Vec::new(),
+                ret: 0.0,
+                gold: 0,
+                mold: 0,
+                path: 0,
+                truncated: false,
+            });
+        }
+    }
+    if eps.is_empty() {
+        return Ok(out);
+    }
+    let device = model.device();
+    let vocab = model.config().vocab_size;
+    let opts = GenerateOptions {
+        max_new_tokens: 1,
+        sampling: Sampling { temperature, top_k: None, top_p: None },
+        allowed: Allowed::Always(Allowed::only(&layout.moves, vocab, device)),
+        stop_tokens: Vec::new(),
+        check_every: 0,
+    };
+    // Room for the budget plus one segment of slack: rows past their budget keep being fed (to
+    // stay in lockstep) but record nothing.
+    let mut segments: Vec<Vec<i64>> = Vec::with_capacity(eps.len());
+    for ep in &eps {
+        segments.push(layout.segment(tokenizer, 1, &ep.user_message())?);
+    }
+    let longest = segments.iter().map(Vec::len).max().unwrap_or(0);
+    let capacity = (token_budget + 2 * longest + 8) as i64;
+    let mut session = Session::new(model, &seeds, capacity, Vec::new())?;
+    let mut active: Vec<bool> = vec![true; eps.len()];
+    for turn in 1..=env.turns {
+        if turn > 1 {
+            segments.clear();
+            for ep in &eps {
+                segments.push(layout.segment(tokenizer, turn, &ep.user_message())?);
+            }
+        }
+        let used = session.slots_used();
+        let longest = segments.iter().map(Vec::len).max().unwrap_or(0) as i64;
+        if used + longest + 1 > capacity {
+            break;
+        }
+        for (i, seg) in segments.iter().enumerate() {
+            // The move token (pending from the previous turn) plus this segment, then one move.
+            if active[i] && out[i].tokens.len() + seg.len() + 1 > token_budget {
+                active[i] = false;
+                out[i].truncated = true;
+            }
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+        let chunks: Vec<Chunk> =
+            segments.iter().map(|s| Chunk::uniform(s.clone(), TokenRole::Prompt)).collect();
+        session.append(&chunks)?;
+        let g = session.generate(&opts)?;
+        for (i, ep) in eps.iter_mut().enumerate() {
+            if !active[i] {
+                continue;
+            }
+            let token = g.tokens[i][0];
+            let action = layout
+                .move_of(token)
+                .ok_or_else(|| RolloutError::Env(format!("sampled token {token} is not a move")))?;
+            let classes = ep.observation().neighbours.map(|t: Tile| t as i64);
+            let t = &mut out[i];
+            t.tokens.extend_from_slice(&segments[i]);
+            let pos = t.tokens.len() - 1;
+            t.tokens.push(token);
+            let rec = ep.step(Dir::ALL[action]).map_err(|e| RolloutError::Env(e.to_string()))?;
+            for tile in &rec.entered_tiles {
+                match tile {
+                    Tile::Gold => t.gold += 1,
+                    Tile::Mold => t.mold += 1,
+                    Tile::Path => t.path += 1,
+                }
+            }
+            t.ret += rec.reward;
+            t.decisions.push(Decision {
+                pos,
+                action,
+                old_logp: g.logprobs[i][0],
+                classes,
+                reward: rec.reward,
+            });
+        }
+    }
+    Ok(out)
+}
