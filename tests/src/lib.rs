@@ -129,3 +129,17 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The builtin-model cache the tests share (`target/wax-builtin-cache/`), never the user's.
+pub fn builtin_cache_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("wax-builtin-cache")
+}
+
+/// Runs `wax` with `WAX_CACHE_DIR` set to [`builtin_cache_dir`].
+pub fn wax_builtin(args: &[&str]) -> Output {
+    let cache = builtin_cache_dir().display().to_string();
+    wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+}

@@ -4,21 +4,13 @@
 //! The builtin tokenizer and model are cached in `target/wax-builtin-cache/` (shared with the
 //! worker's builtin model tests); the first run trains the tokenizer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use wax_tests::{wax_env, workspace_root};
-
-fn cache() -> String {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("wax-builtin-cache").display().to_string()
-}
+use wax_tests::wax_builtin;
 
 fn run(args: &[&str]) -> Output {
-    let cache = cache();
-    wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+    wax_builtin(args)
 }
 
 fn ok(args: &[&str]) -> String {

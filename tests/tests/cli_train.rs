@@ -1,21 +1,12 @@
 //! `wax train` end to end: a two-step run with a checkpoint, its files and summary, resuming from
 //! the checkpoint, and located errors for bad configuration files.
 
-use std::path::PathBuf;
 use std::process::Output;
 
-use wax_tests::{wax_env, workspace_root};
-
-fn cache() -> String {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("wax-builtin-cache").display().to_string()
-}
+use wax_tests::wax_builtin;
 
 fn run(args: &[&str]) -> Output {
-    let cache = cache();
-    wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+    wax_builtin(args)
 }
 
 const TINY: &str = r#"
@@ -55,6 +46,7 @@ fn trains_checkpoints_and_resumes() {
         "adapter/adapter_config.json",
         "optimizer.safetensors",
         "state.json",
+        "eval-before.json",
     ] {
         assert!(ck.join(f).is_file(), "step-1/{f} missing");
     }
@@ -72,6 +64,9 @@ fn trains_checkpoints_and_resumes() {
     let lines = std::fs::read_to_string(again.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 1, "resumed at step 1 of 2: {lines}");
     assert!(lines.contains("\"step\":2"), "{lines}");
+    // The resumed run compares against the original run's untrained evaluation.
+    let before = |d: &std::path::Path| std::fs::read_to_string(d.join("eval-before.json")).unwrap();
+    assert_eq!(before(&again), before(&out));
 }
 
 #[test]

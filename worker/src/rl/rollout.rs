@@ -132,6 +132,51 @@ pub struct Trajectory {
     pub truncated: bool,
 }
 
+impl Trajectory {
+    /// An episode with no turns yet.
+    pub fn new(maze_seed: u64, episode_seed: u64, group: usize) -> Trajectory {
+        Trajectory {
+            maze_seed,
+            episode_seed,
+            group,
+            tokens: Vec::new(),
+            decisions: Vec::new(),
+            ret: 0.0,
+            gold: 0,
+            mold: 0,
+            path: 0,
+            truncated: false,
+        }
+    }
+
+    /// Plays `action` (0..4) in `ep` and records the turn: the segment, the move `token`, the
+    /// tile classes seen before the move, the reward and the tiles entered.
+    pub fn take_turn(
+        &mut self,
+        ep: &mut Episode,
+        segment: &[i64],
+        token: i64,
+        action: usize,
+        old_logp: f32,
+    ) -> Result<(), String> {
+        let classes = ep.observation().neighbours.map(|t: Tile| t as i64);
+        self.tokens.extend_from_slice(segment);
+        let pos = self.tokens.len() - 1;
+        self.tokens.push(token);
+        let rec = ep.step(Dir::ALL[action]).map_err(|e| e.to_string())?;
+        for tile in &rec.entered_tiles {
+            match tile {
+                Tile::Gold => self.gold += 1,
+                Tile::Mold => self.mold += 1,
+                Tile::Path => self.path += 1,
+            }
+        }
+        self.ret += rec.reward;
+        self.decisions.push(Decision { pos, action, old_logp, classes, reward: rec.reward });
+        Ok(())
+    }
+}
+
 /// One maze to play `group` times.
 #[derive(Debug, Clone)]
 pub struct RolloutSpec {
@@ -173,18 +218,7 @@ pub fn play(
                 .map_err(|e| RolloutError::Env(e.to_string()))?;
             eps.push(ep);
             seeds.push(s);
-            out.push(Trajectory {
-                maze_seed: spec.maze.seed,
-                episode_seed: spec.episode_seed,
-                group: g,
-                tokens: Vec::new(),
-                decisions: Vec::new(),
-                ret: 0.0,
-                gold: 0,
-                mold: 0,
-                path: 0,
-                truncated: false,
-            });
+            out.push(Trajectory::new(spec.maze.seed, spec.episode_seed, g));
         }
     }
     if eps.is_empty() {
@@ -243,27 +277,9 @@ pub fn play(
             let action = layout
                 .move_of(token)
                 .ok_or_else(|| RolloutError::Env(format!("sampled token {token} is not a move")))?;
-            let classes = ep.observation().neighbours.map(|t: Tile| t as i64);
-            let t = &mut out[i];
-            t.tokens.extend_from_slice(&segments[i]);
-            let pos = t.tokens.len() - 1;
-            t.tokens.push(token);
-            let rec = ep.step(Dir::ALL[action]).map_err(|e| RolloutError::Env(e.to_string()))?;
-            for tile in &rec.entered_tiles {
-                match tile {
-                    Tile::Gold => t.gold += 1,
-                    Tile::Mold => t.mold += 1,
-                    Tile::Path => t.path += 1,
-                }
-            }
-            t.ret += rec.reward;
-            t.decisions.push(Decision {
-                pos,
-                action,
-                old_logp: g.logprobs[i][0],
-                classes,
-                reward: rec.reward,
-            });
+            out[i]
+                .take_turn(ep, &segments[i], token, action, g.logprobs[i][0])
+                .map_err(RolloutError::Env)?;
         }
     }
     Ok(out)

@@ -8,8 +8,8 @@
 //! well as any policy that cannot foresee the wind. The planner's values are windless, so a
 //! planned route is never chosen for a gust it cannot know about.
 
-use super::rollout::{Decision, Trajectory, TurnLayout};
-use crate::maze::{Dir, EnvConfig, Episode, Maze, MazeConfig, Tile, best_plan};
+use super::rollout::{Trajectory, TurnLayout};
+use crate::maze::{Dir, EnvConfig, Episode, Maze, MazeConfig, best_plan};
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
 
@@ -22,44 +22,14 @@ pub fn planner_trajectory(
     layout: &TurnLayout,
 ) -> Result<Trajectory, String> {
     let mut ep = Episode::new(maze, env.clone(), episode_seed).map_err(|e| e.to_string())?;
-    let mut t = Trajectory {
-        maze_seed: maze.seed,
-        episode_seed,
-        group: 0,
-        tokens: Vec::new(),
-        decisions: Vec::new(),
-        ret: 0.0,
-        gold: 0,
-        mold: 0,
-        path: 0,
-        truncated: false,
-    };
+    let mut t = Trajectory::new(maze.seed, episode_seed, 0);
     while !ep.is_done() {
         let plan = best_plan(ep.grid(), ep.position(), ep.turns_left(), env);
         let action = plan.moves.first().copied().unwrap_or(Dir::N);
         let seg = layout
             .segment(tokenizer, ep.turns_taken() + 1, &ep.user_message())
             .map_err(|e| e.to_string())?;
-        t.tokens.extend_from_slice(&seg);
-        let pos = t.tokens.len() - 1;
-        t.tokens.push(layout.moves[action.index()]);
-        let classes = ep.observation().neighbours.map(|x: Tile| x as i64);
-        let rec = ep.step(action).map_err(|e| e.to_string())?;
-        for tile in &rec.entered_tiles {
-            match tile {
-                Tile::Gold => t.gold += 1,
-                Tile::Mold => t.mold += 1,
-                Tile::Path => t.path += 1,
-            }
-        }
-        t.ret += rec.reward;
-        t.decisions.push(Decision {
-            pos,
-            action: action.index(),
-            old_logp: 0.0,
-            classes,
-            reward: rec.reward,
-        });
+        t.take_turn(&mut ep, &seg, layout.moves[action.index()], action.index(), 0.0)?;
     }
     Ok(t)
 }

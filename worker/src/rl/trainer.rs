@@ -773,16 +773,21 @@ pub fn run(
     std::fs::write(out.join("config.toml"), config_text).map_err(io("config.toml"))?;
     let mut sink =
         JsonlSink::append(&metrics_path).map_err(io(metrics_path.display().to_string()))?;
+    // The untrained policy's evaluation: measured now, or (when resuming) the one the original
+    // run measured, which every checkpoint carries.
     let before_path = out.join("eval-before.json");
-    let before = if let (Some(_), Ok(text)) = (resume, std::fs::read_to_string(&before_path)) {
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Run(format!("{}: {e}", before_path.display())))?
-    } else {
-        let b = trainer.evaluate()?;
-        let text = serde_json::to_string_pretty(&b).map_err(|e| TrainError::Run(e.to_string()))?;
-        std::fs::write(&before_path, text).map_err(io(before_path.display().to_string()))?;
-        b
+    let carried = resume.map(|dir| dir.join("eval-before.json")).filter(|p| p.is_file());
+    let before: Evaluation = match carried {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(io(p.display().to_string()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| TrainError::Run(format!("{}: {e}", p.display())))?
+        }
+        None => trainer.evaluate()?,
     };
+    let before_text =
+        serde_json::to_string_pretty(&before).map_err(|e| TrainError::Run(e.to_string()))?;
+    std::fs::write(&before_path, &before_text).map_err(io(before_path.display().to_string()))?;
     let mut checkpoints = Vec::new();
     while trainer.step < trainer.cfg.steps {
         let m = trainer.train_step()?;
@@ -795,7 +800,10 @@ pub fn run(
         sink.write(&m).map_err(io(metrics_path.display().to_string()))?;
         on_step(&m);
         if trainer.cfg.checkpoint_at.contains(&trainer.step) {
-            checkpoints.push(trainer.save_checkpoint()?);
+            let dir = trainer.save_checkpoint()?;
+            let p = dir.join("eval-before.json");
+            std::fs::write(&p, &before_text).map_err(io(p.display().to_string()))?;
+            checkpoints.push(dir);
         }
     }
     let after = trainer.evaluate()?;
