@@ -38,6 +38,8 @@ fn short_form(algorithm: Algorithm) -> TrainConfig {
     };
     cfg.eval.mazes = 64;
     if algorithm == Algorithm::Sft {
+        // 512 planner trajectories, 16 per step: 100 steps ≈ 3 epochs, as in the paper.
+        cfg.steps = 100;
         cfg.lr = 1e-3;
         cfg.lora.enabled = false;
         cfg.sft.trajectories = 512;
