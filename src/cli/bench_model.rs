@@ -39,14 +39,8 @@ pub struct BenchModelArgs {
 
 /// Parses `cpu`, `cuda`, `cuda:N`.
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => Ok(Device::Cuda(i)),
-            _ => anyhow::bail!("--device: expected cpu, cuda or cuda:N, got `{s}`"),
-        },
-    }
+    wax_worker::device::parse_device(s)
+        .ok_or_else(|| anyhow::anyhow!("--device: expected cpu, cuda or cuda:N, got `{s}`"))
 }
 
 /// Parses `f32`/`fp32`/`float32` and `bf16`/`bfloat16`.

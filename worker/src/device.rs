@@ -35,6 +35,15 @@ pub fn report() -> DeviceReport {
     }
 }
 
+/// Parses a device name: `cpu`, `cuda` (device 0) or `cuda:N`; `None` for anything else.
+pub fn parse_device(s: &str) -> Option<tch::Device> {
+    match s {
+        "cpu" => Some(tch::Device::Cpu),
+        "cuda" => Some(tch::Device::Cuda(0)),
+        _ => s.strip_prefix("cuda:").and_then(|i| i.parse().ok()).map(tch::Device::Cuda),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -132,13 +132,9 @@ pub struct Trainer {
 }
 
 fn parse_device(s: &str) -> Result<Device, TrainError> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s.strip_prefix("cuda:").and_then(|i| i.parse().ok()).map(Device::Cuda).ok_or_else(
-            || TrainError::Config(format!("device: expected cpu, cuda or cuda:N, got `{s}`")),
-        ),
-    }
+    crate::device::parse_device(s).ok_or_else(|| {
+        TrainError::Config(format!("device: expected cpu, cuda or cuda:N, got `{s}`"))
+    })
 }
 
 impl Trainer {
@@ -367,7 +363,7 @@ impl Trainer {
             return Err(TrainError::Run("no rollout took a turn (token budget too small?)".into()));
         }
         m.rollout_s = t0.elapsed().as_secs_f64();
-        record_episodes(m, &trajs);
+        record_episodes(m, &trajs.iter().collect::<Vec<_>>());
 
         let device = self.model.device();
         let groups: Vec<usize> = trajs.iter().map(|t| t.group).collect();
@@ -568,7 +564,7 @@ impl Trainer {
         let b = self.cfg.sft.batch.min(n);
         let start = (self.step * b) % n;
         let rows: Vec<&Trajectory> = (0..b).map(|i| &self.sft_data[(start + i) % n]).collect();
-        record_episodes(m, &rows.iter().map(|t| (*t).clone()).collect::<Vec<_>>());
+        record_episodes(m, &rows);
         let device = self.model.device();
         self.opt.zero_grad();
         let micro = self.cfg.grad_accum.min(rows.len()).max(1);
@@ -683,7 +679,7 @@ fn mask_count(mask: &Tensor) -> f64 {
     mask.sum(Kind::Double).double_value(&[])
 }
 
-fn record_episodes(m: &mut StepMetrics, trajs: &[Trajectory]) {
+fn record_episodes(m: &mut StepMetrics, trajs: &[&Trajectory]) {
     let r: Vec<f64> = trajs.iter().map(|t| t.ret).collect();
     let n = r.len().max(1) as f64;
     let mean = r.iter().sum::<f64>() / n;
