@@ -50,6 +50,12 @@ enum Command {
     /// Train a model in the maze: Dr. GRPO, GRPO, REINFORCE, PPO or the SFT control.
     #[cfg(feature = "worker")]
     Train(cli::train::TrainArgs),
+    /// Concept vectors (v, and u of the maze-naive model), layer selection and geometry.
+    #[cfg(feature = "worker")]
+    Extract(cli::extract::ExtractArgs),
+    /// Measurements on extracted vectors: geometry, lens, emotions, tracking, steering.
+    #[cfg(feature = "worker")]
+    Eval(cli::eval::EvalArgs),
     /// What this machine offers: libtorch, CUDA driver and devices.
     #[cfg(feature = "worker")]
     Doctor(cli::doctor::DoctorArgs),
@@ -79,6 +85,10 @@ fn main() -> ExitCode {
         Command::Model(args) => cli::model::run(&common, args),
         #[cfg(feature = "worker")]
         Command::Train(args) => cli::train::run_cmd(args),
+        #[cfg(feature = "worker")]
+        Command::Extract(args) => cli::extract::run(args),
+        #[cfg(feature = "worker")]
+        Command::Eval(args) => cli::eval::run(args),
         #[cfg(feature = "worker")]
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Version => {

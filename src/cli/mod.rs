@@ -5,6 +5,10 @@ pub mod bench;
 pub mod bench_model;
 #[cfg(feature = "worker")]
 pub mod doctor;
+#[cfg(feature = "worker")]
+pub mod eval;
+#[cfg(feature = "worker")]
+pub mod extract;
 pub mod manifest;
 #[cfg(feature = "worker")]
 pub mod maze;

@@ -14,10 +14,13 @@
 
 pub mod builtin;
 pub mod device;
+pub mod evals;
 pub mod generate;
 pub mod maze;
 pub mod model;
 pub mod pretrain;
 pub mod rl;
 pub mod rng;
+pub mod stats;
 pub mod tokenizer;
+pub mod vectors;

@@ -33,6 +33,13 @@ pub enum Stream {
     Rollout = 7,
     /// RL training: minibatch shuffling and the value head's initial weights (`rl`).
     Minibatch = 8,
+    /// Bootstrap resampling of confidence intervals (`stats`).
+    Bootstrap = 9,
+    /// Random directions of a null distribution (`stats`).
+    NullDirections = 10,
+    /// Train / held-out split of extraction trajectories and evaluation subsamples (`vectors`,
+    /// `evals`).
+    Split = 11,
 }
 
 /// Domain tag mixed into the key so that wax's streams never coincide with another program's
@@ -94,6 +101,15 @@ impl WaxRng {
     /// Uniform float in `[0, 1)` with 53 random bits.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Standard normal draw by the Box–Muller transform of two `unit()` draws (the sine partner
+    /// is discarded, so each call consumes exactly two draws).
+    pub fn normal(&mut self) -> f64 {
+        // 1 - u lies in (0, 1], so the logarithm is finite.
+        let radius = (-2.0 * (1.0 - self.unit()).ln()).sqrt();
+        let angle = std::f64::consts::TAU * self.unit();
+        radius * angle.cos()
     }
 
     /// Uniform element of a slice, `None` if it is empty.
@@ -177,6 +193,30 @@ mod tests {
         }
         // Mean of U(0,1) has SD 1/sqrt(12 n) ≈ 0.00091; allow 5 SD.
         assert!((sum / n as f64 - 0.5).abs() < 0.0046);
+    }
+
+    #[test]
+    fn normal_moments_and_mass_within_one_sd() {
+        let mut r = WaxRng::new(6, Stream::Policy);
+        let n = 200_000;
+        let (mut s1, mut s2, mut s4, mut inside) = (0.0, 0.0, 0.0, 0usize);
+        for _ in 0..n {
+            let z = r.normal();
+            assert!(z.is_finite());
+            s1 += z;
+            s2 += z * z;
+            s4 += z.powi(4);
+            inside += usize::from(z.abs() < 1.0);
+        }
+        let nf = n as f64;
+        // N(0,1): E z = 0 (SD of mean 1/sqrt(n) ≈ 0.0022), E z² = 1 (SD sqrt(2/n) ≈ 0.0032),
+        // E z⁴ = 3 (SD sqrt(96/n) ≈ 0.022); allow about 5 SD each.
+        assert!((s1 / nf).abs() < 0.011);
+        assert!((s2 / nf - 1.0).abs() < 0.016);
+        assert!((s4 / nf - 3.0).abs() < 0.11);
+        // P(|z| < 1) = erf(1/sqrt(2)) = 0.6826894921370859 (math.erf(2**-0.5));
+        // binomial SD sqrt(p(1-p)/n) ≈ 0.00104.
+        assert!((inside as f64 / nf - 0.682_689_492_137_085_9).abs() < 0.0052);
     }
 
     #[test]

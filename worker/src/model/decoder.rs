@@ -302,6 +302,12 @@ impl Model {
         &self.lm_head
     }
 
+    /// Applies the model's final norm to `x` (`[..., H]`, any float kind; computed in the model's
+    /// kind, returned in `x`'s kind).
+    pub fn apply_final_norm(&self, x: &Tensor) -> Tensor {
+        self.final_norm.forward(&x.to_kind(self.kind)).to_kind(x.kind())
+    }
+
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

@@ -65,6 +65,7 @@ impl ChatArgs {
 }
 
 /// A compiled chat template with its special-token variables.
+#[derive(Clone)]
 pub struct ChatTemplate {
     name: String,
     source: String,
