@@ -168,8 +168,10 @@ pub struct Extraction {
     pub meta: ExtractMeta,
     /// Per-class sums over the fitting set, `[L, H]` f64, in [`Concept::ALL`] order.
     pub sums: [Tensor; 3],
-    /// Per-class block sums `[K, L, H]` f64 and counts (trajectory `i` of a class goes to block
-    /// `i mod K`).
+    /// Per-class block sums `[K, L, H]` f64 and counts. Each fitted trajectory goes to a block
+    /// drawn at random (seeded): the construction cycles lengths and final directions with the
+    /// index, so blocks by index would not be exchangeable and the bootstrap would mix unlike
+    /// blocks.
     pub block_sums: [Tensor; 3],
     pub block_counts: [Vec<usize>; 3],
     /// Held-out separation scores per concept and layer.
@@ -511,6 +513,7 @@ pub fn extract(
     let mut fit_counts = [0usize; 3];
     let mut heldout: Vec<(Concept, Vec<i64>)> = Vec::new();
     let mut split = WaxRng::new(cfg.split_seed, Stream::Split);
+    let mut block_of = WaxRng::new(cfg.split_seed, Stream::Bootstrap);
     let mut done = 0usize;
     let mut tokens = 0usize;
     while done < total {
@@ -519,25 +522,25 @@ pub fn extract(
             break;
         }
         let n_chunk = chunk.len();
+        // (class, block) of each fitted trajectory.
         let mut fit: Vec<(Concept, usize)> = Vec::new();
         let mut probes = Vec::new();
-        for (c, index, ids) in chunk {
+        for (c, _index, ids) in chunk {
             tokens += ids.len();
             if split.unit() < cfg.heldout_fraction {
                 heldout.push((c, ids));
                 continue;
             }
-            fit.push((c, index));
+            fit.push((c, block_of.index(cfg.blocks)));
             probes.push(Probe::last(ids));
         }
         if !probes.is_empty() {
             let acts = capture_spans(&subject.model, &probes, &layers, cfg.batch_tokens, |_| {})?
                 .to_kind(Kind::Double);
-            for (row, (c, index)) in fit.iter().enumerate() {
+            for (row, &(c, b)) in fit.iter().enumerate() {
                 let a = acts.get(row as i64);
                 let i = c.index();
                 sums[i] += &a;
-                let b = index % cfg.blocks;
                 let mut slot = blocks[i].get(b as i64);
                 slot += &a;
                 block_counts[i][b] += 1;
