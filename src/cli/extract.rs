@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Kind;
-use wax_worker::device::parse_device;
+use wax_worker::device::{parse_device, parse_kind};
 use wax_worker::vectors::ExtractConfig;
 use wax_worker::vectors::extract::ExtractProgress;
 use wax_worker::vectors::geometry::Uncertainty;
@@ -58,11 +58,7 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ExtractConfig> {
 }
 
 pub fn kind_of(dtype: &str) -> anyhow::Result<Kind> {
-    match dtype {
-        "f32" => Ok(Kind::Float),
-        "bf16" => Ok(Kind::BFloat16),
-        other => anyhow::bail!("--dtype {other}: expected f32 or bf16"),
-    }
+    parse_kind(dtype).ok_or_else(|| anyhow::anyhow!("--dtype {dtype}: expected f32 or bf16"))
 }
 
 pub fn device_of(device: Option<&str>) -> anyhow::Result<tch::Device> {

@@ -44,6 +44,15 @@ pub fn parse_device(s: &str) -> Option<tch::Device> {
     }
 }
 
+/// Parses a dtype name: `f32` or `bf16`; `None` for anything else.
+pub fn parse_kind(s: &str) -> Option<tch::Kind> {
+    match s {
+        "f32" => Some(tch::Kind::Float),
+        "bf16" => Some(tch::Kind::BFloat16),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -189,13 +189,14 @@ pub fn generate(
 }
 
 /// Next-token log-probabilities (`[V]` f32 each) after every prompt, optionally steered on
-/// assistant-turn tokens, and the block output at `read_layer` averaged over each prompt's
-/// generation-prompt tokens (`[H]` f64) when asked.
+/// assistant-turn tokens, and the block outputs at `read_layers` averaged over each prompt's
+/// generation-prompt tokens (`[read_layers, H]` f64 per prompt; none when `read_layers` is
+/// empty), all from one forward per batch.
 pub fn last_logits(
     subject: &Subject,
     prompts: &[Rendered],
     steer: Option<&Steer>,
-    read_layer: Option<usize>,
+    read_layers: &[usize],
     batch: usize,
 ) -> Result<(Vec<Tensor>, Vec<Tensor>), EvalError> {
     let _guard = tch::no_grad_guard();
@@ -240,9 +241,9 @@ pub fn last_logits(
             });
         }
         let read_mask = Tensor::from_slice(&read).view([b, ti]).to_device(device);
-        if let Some(l) = read_layer {
+        for &l in read_layers {
             hooks.capture(
-                "read",
+                format!("read{l}"),
                 HookPoint::layer(l, LayerSite::ResidPost),
                 crate::model::Positions::All,
             );
@@ -257,12 +258,19 @@ pub fn last_logits(
         for r in 0..b {
             logps.push(logits.get(r));
         }
-        if read_layer.is_some() {
-            let x = hooks.take("read").expect("captured").to_kind(Kind::Double); // [B, T, H]
+        if !read_layers.is_empty() {
             let m = read_mask.unsqueeze(-1).to_kind(Kind::Double);
-            let sums = (&x * &m).sum_dim_intlist([1].as_slice(), false, Kind::Double);
             let n = m.sum_dim_intlist([1].as_slice(), false, Kind::Double).clamp_min(1.0);
-            let means = (sums / n).to_device(tch::Device::Cpu);
+            let mut per_layer = Vec::with_capacity(read_layers.len());
+            for &l in read_layers {
+                let x = hooks
+                    .get(&format!("read{l}"))
+                    .ok_or_else(|| EvalError::Model(format!("layer {l} was not captured")))?
+                    .to_kind(Kind::Double); // [B, T, H]
+                let sums = (&x * &m).sum_dim_intlist([1].as_slice(), false, Kind::Double);
+                per_layer.push(sums / &n);
+            }
+            let means = Tensor::stack(&per_layer, 1).to_device(tch::Device::Cpu); // [B, layers, H]
             for r in 0..b {
                 reads.push(means.get(r));
             }

@@ -156,11 +156,9 @@ impl EvalConfig {
     }
 
     fn kind(&self) -> Result<Kind, EvalError> {
-        match self.dtype.as_str() {
-            "f32" => Ok(Kind::Float),
-            "bf16" => Ok(Kind::BFloat16),
-            d => Err(EvalError::Input(format!("dtype `{d}`: expected f32 or bf16"))),
-        }
+        crate::device::parse_kind(&self.dtype).ok_or_else(|| {
+            EvalError::Input(format!("dtype `{}`: expected f32 or bf16", self.dtype))
+        })
     }
 }
 

@@ -412,25 +412,43 @@ fn single_token(subject: &Subject, text: &str) -> Result<i64, EvalError> {
         .ok_or_else(|| EvalError::Model(format!("`{text}` encodes to no tokens")))
 }
 
-fn phase1(subject: &Subject, items: &Items, cfg: &SteeringConfig) -> Result<Phase1, EvalError> {
+/// The first tokens of `True` and `False`, which must differ.
+pub(crate) fn true_false_ids(subject: &Subject) -> Result<(i64, i64), EvalError> {
     let true_id = single_token(subject, "True")?;
     let false_id = single_token(subject, "False")?;
     if true_id == false_id {
         return Err(EvalError::Model("`True` and `False` start with the same token".into()));
     }
-    let mut out = Vec::new();
-    // MMLU: one action-masked forward, argmax over the four letters.
+    Ok((true_id, false_id))
+}
+
+/// MMLU Phase 0 (unsteered): one action-masked forward per question, the argmax over the
+/// four letters (0..4).
+pub(crate) fn mcq_picks(
+    subject: &Subject,
+    mcq: &[Mcq],
+    batch: usize,
+) -> Result<Vec<usize>, EvalError> {
     let letters: Vec<i64> =
         ["A", "B", "C", "D"].iter().map(|l| single_token(subject, l)).collect::<Result<_, _>>()?;
-    let prompts: Vec<Rendered> = items
-        .mcq
+    let prompts: Vec<Rendered> = mcq
         .iter()
         .map(|q| render(subject, &[Message::user(data::format_mcq(q))], true))
         .collect::<Result<_, _>>()?;
-    let (logps, _) = last_logits(subject, &prompts, None, None, cfg.batch)?;
-    for (q, lp) in items.mcq.iter().zip(&logps) {
-        let scores: Vec<f64> = letters.iter().map(|&i| lp.double_value(&[i])).collect();
-        let pick = (0..4).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+    let (logps, _) = last_logits(subject, &prompts, None, &[], batch)?;
+    Ok(logps
+        .iter()
+        .map(|lp| {
+            let scores: Vec<f64> = letters.iter().map(|&i| lp.double_value(&[i])).collect();
+            (0..4).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0)
+        })
+        .collect())
+}
+
+fn phase1(subject: &Subject, items: &Items, cfg: &SteeringConfig) -> Result<Phase1, EvalError> {
+    let (true_id, false_id) = true_false_ids(subject)?;
+    let mut out = Vec::new();
+    for (q, pick) in items.mcq.iter().zip(mcq_picks(subject, &items.mcq, cfg.batch)?) {
         let answer = ["A", "B", "C", "D"][pick].to_string();
         let msgs = [
             Message::user(data::format_mcq(q)),
@@ -682,7 +700,7 @@ pub fn run_suite(
                     let rendered: Vec<Rendered> = p1.items.iter().map(|x| x.2.clone()).collect();
                     progress(&label, 0, rendered.len());
                     let (logps, _) =
-                        last_logits(cell.subject, &rendered, Some(&steer), None, cfg.batch)?;
+                        last_logits(cell.subject, &rendered, Some(&steer), &[], cfg.batch)?;
                     for ((id, group, _, answer, correct), lp) in p1.items.iter().zip(&logps) {
                         let mut r = base(id, group, 0, answer);
                         r.response = answer.clone();

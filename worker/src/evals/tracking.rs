@@ -225,31 +225,8 @@ fn answer_and_read(
         meta.push(("math".to_string(), ok, None));
     }
     // MMLU: letter argmax, then P(True) (unsteered) for the tertiles.
-    let letters: Vec<i64> = ["A", "B", "C", "D"]
-        .iter()
-        .map(|l| {
-            subject
-                .tokenizer
-                .encode(l, false)
-                .ok()
-                .and_then(|v| v.first().map(|&i| i64::from(i)))
-                .ok_or_else(|| EvalError::Model(format!("`{l}` encodes to no tokens")))
-        })
-        .collect::<Result<_, _>>()?;
-    let qprompts: Vec<_> = items
-        .mcq
-        .iter()
-        .map(|q| render(subject, &[Message::user(data::format_mcq(q))], true))
-        .collect::<Result<_, _>>()?;
-    let (logps, _) = last_logits(subject, &qprompts, None, None, batch)?;
-    let tf = |t: &str| {
-        subject.tokenizer.encode(t, false).ok().and_then(|v| v.first().map(|&i| i64::from(i)))
-    };
-    let (t_id, f_id) = (tf("True"), tf("False"));
     let mut ptrue_prompts = Vec::new();
-    for (q, lp) in items.mcq.iter().zip(&logps) {
-        let scores: Vec<f64> = letters.iter().map(|&i| lp.double_value(&[i])).collect();
-        let pick = (0..4).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+    for (q, pick) in items.mcq.iter().zip(super::steering::mcq_picks(subject, &items.mcq, batch)?) {
         let letter = ["A", "B", "C", "D"][pick].to_string();
         let ok = pick == q.answer;
         let fb = if ok { FEEDBACK_RIGHT } else { FEEDBACK_WRONG };
@@ -266,22 +243,19 @@ fn answer_and_read(
         )?);
         meta.push(("mmlu".to_string(), ok, Some(())));
     }
-    let ptrue: Vec<f64> = match (t_id, f_id) {
-        (Some(t), Some(f)) if t != f => last_logits(subject, &ptrue_prompts, None, None, batch)?
+    // A tokenizer without distinct True/False tokens leaves P(True) undefined (NaN), not fatal.
+    let ptrue: Vec<f64> = match super::steering::true_false_ids(subject).ok() {
+        Some((t, f)) => last_logits(subject, &ptrue_prompts, None, &[], batch)?
             .0
             .iter()
             .map(|lp| super::steering::p_true(lp, t, f))
             .collect(),
-        _ => vec![f64::NAN; ptrue_prompts.len()],
+        None => vec![f64::NAN; ptrue_prompts.len()],
     };
-    let mut reads: Vec<Vec<Tensor>> = Vec::new();
-    for &l in layers {
-        reads.push(last_logits(subject, &convs, None, Some(l), batch)?.1);
-    }
+    // One forward per batch reads every layer.
+    let reads = last_logits(subject, &convs, None, layers, batch)?.1;
     let mut k = 0usize;
-    for (i, (group, ok, is_mcq)) in meta.into_iter().enumerate() {
-        let acts =
-            Tensor::stack(&reads.iter().map(|r| r[i].shallow_clone()).collect::<Vec<_>>(), 0);
+    for ((group, ok, is_mcq), acts) in meta.into_iter().zip(reads) {
         let p_true = is_mcq.map(|_| {
             k += 1;
             ptrue[k - 1]

@@ -20,7 +20,7 @@ use super::sft::planner_dataset;
 use crate::maze::{EnvConfig, Maze};
 use crate::model::{LoraConfig, Model, ModelError};
 use crate::rng::{Stream, WaxRng};
-use crate::tokenizer::{ChatTemplate, PlainTemplate, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,7 +148,8 @@ impl Trainer {
         {
             return Err(TrainError::Config(format!("device: libtorch sees no CUDA device {i}")));
         }
-        let kind = if cfg.dtype == "bf16" { Kind::BFloat16 } else { Kind::Float };
+        // Validated by the config: `f32` or `bf16`.
+        let kind = crate::device::parse_kind(&cfg.dtype).unwrap_or(Kind::Float);
         let source = crate::builtin::resolve_model_ref(&cfg.model)
             .map_err(|e| TrainError::Config(format!("model: {e}")))?;
         let state = match resume {
@@ -191,15 +192,9 @@ impl Trainer {
         };
         let tokenizer =
             Tokenizer::load(&source).map_err(|e| TrainError::Config(format!("tokenizer: {e}")))?;
-        // The snapshot's chat template, or the plain User:/Assistant: dialogue for base models
-        // that have none.
-        let template = match tokenizer.chat_template() {
-            Some(t) => {
-                ChatTemplate::new(t.name(), t.source().to_string(), tokenizer.special_tokens())
-            }
-            None => PlainTemplate::default().compile(tokenizer.special_tokens()),
-        }
-        .map_err(|e| TrainError::Config(format!("chat template: {e}")))?;
+        let template = tokenizer
+            .chat_template_or_plain()
+            .map_err(|e| TrainError::Config(format!("chat template: {e}")))?;
         let layout = TurnLayout::new(&tokenizer, template, cfg.enable_thinking)
             .map_err(|e| TrainError::Config(format!("chat template: {e}")))?;
 

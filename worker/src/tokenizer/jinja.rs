@@ -220,23 +220,26 @@ fn strftime_now(format: String) -> Result<String, Error> {
     strftime(&format, secs)
 }
 
+/// English weekday names, Monday first (strftime `%A`; the built-in calendar questions).
+pub(crate) const DAYS: [&str; 7] =
+    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+/// English month names (strftime `%B`; the built-in calendar questions).
+pub(crate) const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
 pub(crate) fn strftime(format: &str, unix_secs: i64) -> Result<String, Error> {
-    const DAYS: [&str; 7] =
-        ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
     let days = unix_secs.div_euclid(86_400);
     let tod = unix_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -19,6 +19,7 @@ pub mod train;
 pub use chat::{BUILTIN_CHATML_TEMPLATE, ChatArgs, ChatTemplate, Message, PlainTemplate};
 pub use config::SpecialTokens;
 pub use corpus::{Corpus, Document, Split};
+pub(crate) use jinja::{DAYS, MONTHS};
 pub use maze_text::{MazeTextConfig, maze_conversations};
 pub use train::{
     MoveCheck, TrainConfig, TrainReport, maze_phrases, tokens_per_turn, train_builtin, verify_moves,
@@ -226,6 +227,15 @@ impl Tokenizer {
     /// The default chat template, if the snapshot has one.
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.templates.get("default")
+    }
+
+    /// The default chat template, or the plain `User:`/`Assistant:` dialogue for base models
+    /// that have none.
+    pub fn chat_template_or_plain(&self) -> Result<ChatTemplate, TokenizerError> {
+        match self.chat_template() {
+            Some(t) => Ok(t.clone()),
+            None => PlainTemplate::default().compile(self.special_tokens()),
+        }
     }
 
     /// A named chat template (`default`, or a name from a list-valued `chat_template`).

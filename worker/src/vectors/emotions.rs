@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::capture::{Probe, capture_spans};
-use super::geometry::Headline;
+use super::geometry::{Headline, to_vec};
 use super::{Subject, VectorError};
 use crate::evals::data::emotions::EmotionCorpus;
 use crate::stats::{
@@ -193,10 +193,6 @@ impl From<Ols> for OlsSummary {
     }
 }
 
-fn row(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap_or_default()
-}
-
 /// Cosines of every emotion with `v_mold`, `v_gold` (`[H]`) at `layer`, and the slope.
 pub fn align(
     ev: &EmotionVectors,
@@ -208,9 +204,10 @@ pub fn align(
     null_draws: usize,
     seed: u64,
 ) -> EmotionAlignment {
-    let (vm, vg) = (row(v_mold), row(v_gold));
-    let es: Vec<Vec<f64>> =
-        (0..ev.emotions.len()).map(|k| row(&ev.vectors.get(k as i64).get(layer as i64))).collect();
+    let (vm, vg) = (to_vec(v_mold), to_vec(v_gold));
+    let es: Vec<Vec<f64>> = (0..ev.emotions.len())
+        .map(|k| to_vec(&ev.vectors.get(k as i64).get(layer as i64)))
+        .collect();
     let cm: Vec<f64> = es.iter().map(|e| cosine(e, &vm)).collect();
     let cg: Vec<f64> = es.iter().map(|e| cosine(e, &vg)).collect();
     let fit = ols(&cm, &cg);
@@ -307,9 +304,9 @@ pub fn pc1_table(
     for l in 0..layers {
         let x = ev.vectors.select(1, l); // [E, H]
         let p = pca(&x, 1)?;
-        let mut pc1 = row(&p.components.get(0));
+        let mut pc1 = to_vec(&p.components.get(0));
         let scores: Vec<f64> =
-            (0..ev.emotions.len()).map(|k| cosine(&row(&x.get(k as i64)), &pc1)).collect();
+            (0..ev.emotions.len()).map(|k| cosine(&to_vec(&x.get(k as i64)), &pc1)).collect();
         let oriented = !pos.is_empty() && !neg.is_empty();
         if oriented {
             let m = |ix: &[usize]| ix.iter().map(|&k| scores[k]).sum::<f64>() / ix.len() as f64;
@@ -317,7 +314,7 @@ pub fn pc1_table(
                 pc1.iter_mut().for_each(|x| *x = -*x);
             }
         }
-        let load = |t: &Tensor| cosine(&row(&t.get(l)), &pc1);
+        let load = |t: &Tensor| cosine(&to_vec(&t.get(l)), &pc1);
         out.push(Pc1Row {
             layer: l as usize,
             explained: p.explained_ratio.first().copied().unwrap_or(f64::NAN),

@@ -203,10 +203,6 @@ pub fn one_vs_rest(sums: &[Tensor; 3], counts: [usize; 3], c: Concept) -> Tensor
 }
 
 impl Extraction {
-    pub fn counts(&self) -> [usize; 3] {
-        self.meta.fit_counts
-    }
-
     /// Class mean `μ_c`, `[L, H]` f64.
     pub fn mean(&self, c: Concept) -> Tensor {
         &self.sums[c.index()] / self.meta.fit_counts[c.index()] as f64
@@ -475,16 +471,16 @@ pub fn resolve_rules(cfg: &ExtractConfig, subject: &Subject) -> (MazeConfig, Env
     (maze, env)
 }
 
-/// Synthetic trajectories (tokens and class) in generation order, in chunks of `cfg.chunk`.
+/// The next `n` synthetic trajectories (class and tokens) in generation order.
 fn generate_chunk(
     generator: &mut SyntheticGenerator,
     subject: &Subject,
     n: usize,
-) -> Result<Vec<(Concept, usize, Vec<i64>)>, VectorError> {
+) -> Result<Vec<(Concept, Vec<i64>)>, VectorError> {
     let mut out = Vec::with_capacity(n);
     for t in generator.by_ref().take(n) {
         let t = t?;
-        out.push((Concept::of_tile(t.class), t.index, trajectory_tokens(subject, &t)?));
+        out.push((Concept::of_tile(t.class), trajectory_tokens(subject, &t)?));
     }
     Ok(out)
 }
@@ -525,7 +521,7 @@ pub fn extract(
         // (class, block) of each fitted trajectory.
         let mut fit: Vec<(Concept, usize)> = Vec::new();
         let mut probes = Vec::new();
-        for (c, _index, ids) in chunk {
+        for (c, ids) in chunk {
             tokens += ids.len();
             if split.unit() < cfg.heldout_fraction {
                 heldout.push((c, ids));

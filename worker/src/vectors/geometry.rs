@@ -81,7 +81,8 @@ pub struct Geometry {
     pub steer_norm_gold: Option<(usize, f64)>,
 }
 
-fn to_vec(t: &Tensor) -> Vec<f64> {
+/// A tensor's values as f64, flattened.
+pub(crate) fn to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap_or_default()
 }
 
@@ -110,7 +111,6 @@ impl Default for Uncertainty {
 
 /// Computes the geometry of `e`.
 pub fn geometry(e: &Extraction, u: Uncertainty) -> Geometry {
-    let counts = e.counts();
     let (vm, vg, vp) = (e.vector(Concept::Mold), e.vector(Concept::Gold), e.vector(Concept::Path));
     let cos = row_cosines(&vm, &vg);
     let cos_ref = row_cosines(&e.path_reference(Concept::Mold), &e.path_reference(Concept::Gold));
@@ -162,7 +162,6 @@ pub fn geometry(e: &Extraction, u: Uncertainty) -> Geometry {
     let null = random_direction_null(gold_row.len(), u.null_draws, u.seed, min, |dir| {
         cosine(dir, &gold_row)
     });
-    let _ = counts;
 
     let cl = centred_layer(cos.len());
     let means: Vec<Vec<f64>> =

@@ -65,7 +65,7 @@ pub fn logit_lens(
     final_norm: bool,
 ) -> Result<Lens, VectorError> {
     let _guard = tch::no_grad_guard();
-    let w = model.lm_head().to_kind(Kind::Float).to_device(tch::Device::Cpu); // [V, H]
+    let w = model.lm_head(); // [V, H], on the model's device and in its kind
     if vector.size() != [w.size()[1]] {
         return Err(VectorError::Input(format!(
             "logit lens `{name}`: vector has shape {:?}, the unembedding expects [{}]",
@@ -73,16 +73,10 @@ pub fn logit_lens(
             w.size()[1]
         )));
     }
-    let v = vector.to_kind(Kind::Float).to_device(tch::Device::Cpu);
-    let v = if final_norm {
-        model
-            .apply_final_norm(&v.to_device(model.device()).unsqueeze(0))
-            .squeeze_dim(0)
-            .to_device(tch::Device::Cpu)
-    } else {
-        v
-    };
-    let logits = w.mv(&v); // [V]
+    // Project in float32 where the unembedding lives; only the [V] logits come to the CPU.
+    let v = vector.to_device(model.device()).to_kind(Kind::Float);
+    let v = if final_norm { model.apply_final_norm(&v.unsqueeze(0)).squeeze_dim(0) } else { v };
+    let logits = w.to_kind(Kind::Float).mv(&v).to_device(tch::Device::Cpu); // [V]
     let k = (k as i64).min(logits.size()[0]);
     let (top, top_i) = logits.topk(k, 0, true, true);
     let (bot, bot_i) = logits.topk(k, 0, false, true);

@@ -11,7 +11,7 @@ use crate::builtin::resolve_model_ref;
 use crate::maze::{EnvConfig, MazeConfig};
 use crate::model::Model;
 use crate::rl::rollout::TurnLayout;
-use crate::tokenizer::{ChatTemplate, PlainTemplate, Tokenizer};
+use crate::tokenizer::{ChatTemplate, Tokenizer};
 
 /// A loaded model with everything needed to feed it conversations.
 pub struct Subject {
@@ -108,12 +108,9 @@ impl Subject {
             .map_err(|e| VectorError::Model(format!("{}: {e}", dir.display())))?;
         let tokenizer = Tokenizer::load(&dir)
             .map_err(|e| VectorError::Model(format!("{}: tokenizer: {e}", dir.display())))?;
-        let template = match tokenizer.chat_template() {
-            Some(t) => t.clone(),
-            None => PlainTemplate::default()
-                .compile(tokenizer.special_tokens())
-                .map_err(|e| VectorError::Model(format!("chat template: {e}")))?,
-        };
+        let template = tokenizer
+            .chat_template_or_plain()
+            .map_err(|e| VectorError::Model(format!("chat template: {e}")))?;
         let enable_thinking = enable_thinking.or(provenance.enable_thinking);
         let layout = TurnLayout::new(&tokenizer, template.clone(), enable_thinking)
             .map_err(|e| VectorError::Model(format!("{}: maze layout: {e}", dir.display())))?;

@@ -2,6 +2,7 @@
 //! SimpleQA-Verified CSV loader, a generated offline set with unambiguous answers, and a lenient
 //! answer matcher.
 
+use crate::tokenizer::{DAYS, MONTHS};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -60,22 +61,6 @@ pub fn load_simpleqa(path: &Path) -> Result<Vec<ShortQa>, DataError> {
     Ok(out)
 }
 
-const DAYS: [&str; 7] =
-    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 const SHORT_UNITS: &[(&str, &str, u64)] = &[
     ("kilometres", "metres", 1000),
     ("metres", "centimetres", 100),
