@@ -8,6 +8,10 @@
 //! CUDA is loaded at run time (`cudarc`'s dynamic loading), so this crate builds and its CPU
 //! paths run on machines with no CUDA installed. [`cuda::probe`] tells which case applies.
 //!
+//! [`topp`] is the fused full-vocabulary sampler (temperature, top-p, allowed mask, one
+//! inverse-CDF draw per row), compiled at run time with NVRTC.
+//!
 //! Invariant: this crate depends on neither the coordinator nor the protocol crate.
 
 pub mod cuda;
+pub mod topp;

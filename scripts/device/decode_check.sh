@@ -1,25 +1,47 @@
 #!/usr/bin/env bash
 # Device check for the model engine (run on the GPU machine by the `device` tool, from the
-# repository root, with a release `wax` binary built here and carried in device-bin/):
+# repository root, with binaries built here by scripts/device/prepare.sh and carried in
+# device-bin/):
 #   1. `wax doctor` (libtorch sees CUDA);
 #   2. a random-init Qwen3-0.6B-shaped model in bf16 (scripts/device/decode_bench.py make);
-#   3. wax's decode throughput: batch 512, 64-token prompts, 64 new tokens, top-p 0.95;
-#   4. transformers.generate on the same weights, in the same run;
-#   5. the ratio and the weights-read roofline (measured copy bandwidth).
-# Results land in $OUT (wax.json, hf.json, summary.json).
-set -euo pipefail
-export LD_LIBRARY_PATH=${WAX_DEVICE_TORCH_LIB:-/opt/torch/.venv/lib/python3.12/site-packages/torch/lib}:/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+#   3. GPU tests (worker/tests/gpu_decode.rs): the fused sampler kernel against the libtorch
+#      sampler, and CUDA-graph decoding against the op-by-op loop;
+#   4. wax's decode throughput, batch 512, 64-token prompts, 64 new tokens, top-p 0.95: as shipped
+#      (CUDA graphs + fused sampler), op by op with the fused sampler, op by op with libtorch's;
+#   5. transformers.generate on the same weights, in the same run;
+#   6. the ratios, the weights-read roofline and the compute bound; batch 64 as shipped.
+# Every step runs even if an earlier one failed; results land in $OUT.
+set -uo pipefail
+# NVRTC (for the fused sampler) lives in the CUDA wheel next to torch.
+export LD_LIBRARY_PATH=${WAX_DEVICE_TORCH_LIB:-/opt/torch/.venv/lib/python3.12/site-packages/torch/lib}:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=${WAX_BIN:-device-bin/wax}
 out=${OUT:-/tmp/wax-device-out}
+export OUT=$out
 mkdir -p "$out"
 model=/tmp/wax-qwen3-0.6b-shape
-"$bin" doctor | tee "$out/doctor.txt"
+step() { echo "== $* ($(date +%T))"; }
+step doctor
+"$bin" doctor > "$out/doctor.txt" 2>&1
+step make model
 python3 scripts/device/decode_bench.py make "$model"
-"$bin" bench model "$model" --device cuda --dtype bf16 --batch 512 --prompt-len 64 \
-  --new-tokens 64 --top-p 0.95 --repeats 2 --format json | tee "$out/wax.json"
+step gpu tests
+[ -n "${WAX_SKIP_GPU_TESTS:-}" ] || WAX_GPU_TESTS=1 WAX_GPU_TEST_MODEL="$model" timeout 240 device-bin/gpu_decode --test-threads=1 \
+  --nocapture 2>&1 | tee "$out/gpu_tests.txt" | grep -v "^scale" | tail -20
+bench() { # name, extra args…
+  local name=$1
+  shift
+  step "bench $name"
+  timeout 150 "$bin" bench model "$model" --device cuda --dtype bf16 --prompt-len 64 \
+    --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" > "$out/$name.json" \
+    2> "$out/$name.err"
+  tail -3 "$out/$name.err"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','prefill_tokens_per_s')})" "$out/$name.json"
+}
+bench wax --batch 512
+bench wax_eager --batch 512 --decode eager
+step transformers
 python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
+step summary
 python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" "$out/summary.json"
-# The same decode at batch 64: if ms/step barely changes, the step is bound by launches, not the GPU.
-"$bin" bench model "$model" --device cuda --dtype bf16 --batch 64 --prompt-len 64 \
-  --new-tokens 64 --top-p 0.95 --repeats 2 --format json > "$out/wax_b64.json"
-cat "$out/wax_b64.json"
+bench wax_b64 --batch 64
+step done

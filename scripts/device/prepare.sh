@@ -9,6 +9,15 @@ cargo build --release --bin wax
 mkdir -p device-bin
 cp target/release/wax device-bin/wax
 strip device-bin/wax
+# The GPU test binary (worker/tests/gpu_decode.rs), run by decode_check.sh.
+test_bin=$(cargo test --release -p wax-worker --test gpu_decode --no-run --message-format json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu_decode":
+        print(m["executable"])')
+cp "$test_bin" device-bin/gpu_decode
+strip device-bin/gpu_decode
 snap=$(target/release/wax --output json model inspect builtin:100m | python3 -c 'import json,sys; print(json.load(sys.stdin)["dir"])')
 rm -rf device-bin/builtin-100m && mkdir -p device-bin/builtin-100m
 for f in config.json generation_config.json tokenizer.json tokenizer_config.json; do

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 use tch::{Device, Kind};
-use wax_worker::generate::{DecodeBench, DecodeBenchConfig, decode_bench};
+use wax_worker::generate::{Decode, DecodeBench, DecodeBenchConfig, decode_bench};
 use wax_worker::model::Model;
 
 #[derive(Args)]
@@ -33,6 +33,10 @@ pub struct BenchModelArgs {
     repeats: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Decode loop: `auto` (CUDA graphs where they apply), `eager` (op by op), `static` (the
+    /// graph-ready step without capture) or `graph` (captured; an error where unavailable).
+    #[arg(long, default_value = "auto", value_parser = parse_decode)]
+    decode: Decode,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     format: Output,
 }
@@ -41,6 +45,17 @@ pub struct BenchModelArgs {
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
     wax_worker::device::parse_device(s)
         .ok_or_else(|| anyhow::anyhow!("--device: expected cpu, cuda or cuda:N, got `{s}`"))
+}
+
+/// Parses a decode mode.
+fn parse_decode(s: &str) -> Result<Decode, String> {
+    match s {
+        "auto" => Ok(Decode::Auto),
+        "eager" => Ok(Decode::Eager),
+        "static" => Ok(Decode::Static),
+        "graph" => Ok(Decode::Graph),
+        _ => Err(format!("expected auto, eager, static or graph, got `{s}`")),
+    }
 }
 
 /// Parses `f32`/`fp32`/`float32` and `bf16`/`bfloat16`.
@@ -72,6 +87,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         repeats: a.repeats,
         seed: a.seed,
+        decode: a.decode,
     };
     let refs = if a.refs.is_empty() { wax_worker::builtin::ladder_refs() } else { a.refs };
     let mut results: Vec<(String, DecodeBench)> = Vec::new();
@@ -99,31 +115,40 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
         Output::Text => {
             writeln!(
                 out,
-                "batch {} × prompt {} + {} new tokens, {:?}, {} timed run(s), medians",
-                cfg.batch, cfg.prompt_len, cfg.new_tokens, cfg.sampling, cfg.repeats
+                "batch {} × prompt {} + {} new tokens, {:?}, decode {}, {} timed run(s), medians",
+                cfg.batch,
+                cfg.prompt_len,
+                cfg.new_tokens,
+                cfg.sampling,
+                cfg.decode.name(),
+                cfg.repeats
             )?;
             writeln!(
                 out,
-                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10}",
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7}",
                 "model",
                 "params",
                 "forward tok/s",
                 "prefill tok/s",
                 "decode tok/s",
                 "ms/step",
-                "sample ms"
+                "sample ms",
+                "sampler",
+                "graphs"
             )?;
             for (r, b) in &results {
                 writeln!(
                     out,
-                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2}",
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7}",
                     r,
                     b.parameters,
                     b.forward_tokens_per_s,
                     b.prefill_tokens_per_s,
                     b.decode_tokens_per_s,
                     b.decode_ms_per_step,
-                    b.sample_ms
+                    b.sample_ms,
+                    b.sampler,
+                    if b.graphs { "yes" } else { "no" }
                 )?;
             }
         }

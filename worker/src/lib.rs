@@ -13,6 +13,7 @@
 //! only through `wax-proto`.
 
 pub mod builtin;
+pub mod cuda_graph;
 pub mod device;
 pub mod evals;
 pub mod generate;

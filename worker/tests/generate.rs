@@ -85,6 +85,7 @@ fn multi_turn_continues_from_the_cache_exactly() {
         ]),
         stop_tokens: vec![stop],
         check_every: 1,
+        ..Default::default()
     };
     let t1 = s.generate(&opts).unwrap();
     for i in 0..2 {

@@ -5,8 +5,9 @@
 //! `new_tokens` per row with the configured sampling, one cache slot per step. On CUDA the clock
 //! is read only after synchronising the device.
 
-use super::sampling::{Sampling, sample};
-use super::session::{Chunk, GenerateError, GenerateOptions, Session};
+use super::fused;
+use super::sampling::{Sampling, sample, sample_reference};
+use super::session::{Chunk, Decode, GenerateError, GenerateOptions, Session};
 use crate::model::{ForwardInput, Hooks, LogitsSelect, Model, TokenRole};
 use serde::Serialize;
 use std::time::Instant;
@@ -24,6 +25,8 @@ pub struct DecodeBenchConfig {
     /// Timed runs; the median is reported.
     pub repeats: usize,
     pub seed: u64,
+    /// How the decode loop runs (`auto`: CUDA graphs where they apply).
+    pub decode: Decode,
 }
 
 impl Default for DecodeBenchConfig {
@@ -36,6 +39,7 @@ impl Default for DecodeBenchConfig {
             warmup: 1,
             repeats: 3,
             seed: 0,
+            decode: Decode::Auto,
         }
     }
 }
@@ -60,6 +64,15 @@ pub struct DecodeBench {
     /// Milliseconds per call of the sampler alone on `[batch, vocab]` float32 logits (part of
     /// each decode step).
     pub sample_ms: f64,
+    /// The sampler the decode loop used: `fused` (one CUDA kernel) or `libtorch`.
+    pub sampler: String,
+    /// Milliseconds per call of the libtorch sampler on the same logits (equal to `sample_ms`
+    /// where that is the sampler in use).
+    pub sample_reference_ms: f64,
+    /// The decode mode requested, and whether the loop ran as captured CUDA graphs (capture time
+    /// included in the decode time).
+    pub decode: Decode,
+    pub graphs: bool,
     /// Wall time of prefill + decode, seconds.
     pub total_s: f64,
 }
@@ -101,6 +114,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         sampling: cfg.sampling,
         // Fixed-length decode: never stop early, never synchronise mid-loop.
         check_every: 0,
+        decode: cfg.decode,
         ..Default::default()
     };
     let flat: Vec<i64> = prompts.concat();
@@ -111,6 +125,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         attention_mask: Tensor::ones([b, t], (Kind::Bool, device)),
     };
     let (mut fwd, mut pre, mut dec, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut graphs = false;
     let _guard = tch::no_grad_guard();
     for run in 0..cfg.warmup + cfg.repeats {
         sync(device);
@@ -127,6 +142,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         let g = s.generate(&opts)?;
         sync(device);
         let t3 = Instant::now();
+        graphs = s.last_decode_graphed();
         debug_assert!(g.tokens.iter().all(|r| r.len() == cfg.new_tokens));
         if run >= cfg.warmup {
             fwd.push((t1 - t0).as_secs_f64());
@@ -139,17 +155,23 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
     let logits = Tensor::randn([b, model.config().vocab_size], (Kind::Float, device)) * 3.0;
     let seeds_i: Vec<i64> = seeds.iter().map(|&s| s as i64).collect();
     let seeds_t = Tensor::from_slice(&seeds_i).to_device(device);
-    let mut samp = Vec::new();
+    let (mut samp, mut samp_ref) = (Vec::new(), Vec::new());
     for step in 0..cfg.warmup + cfg.repeats.max(5) {
         sync(device);
         let t0 = Instant::now();
-        let s = sample(&logits, &cfg.sampling, None, &seeds_t, step as i64);
-        drop(s);
+        drop(sample(&logits, &cfg.sampling, None, &seeds_t, step as i64));
+        sync(device);
+        let t1 = Instant::now();
+        let at = Tensor::from(step as i64);
+        drop(sample_reference(&logits, &cfg.sampling, None, &seeds_t, &at));
         sync(device);
         if step >= cfg.warmup {
-            samp.push(t0.elapsed().as_secs_f64());
+            samp.push((t1 - t0).as_secs_f64());
+            samp_ref.push(t1.elapsed().as_secs_f64());
         }
     }
+    let fused = fused::for_logits(&logits, &cfg.sampling).is_some();
+
     let prompt_tokens = (cfg.batch * cfg.prompt_len) as f64;
     let new = (cfg.batch * cfg.new_tokens) as f64;
     let dec = median(dec);
@@ -165,6 +187,10 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         decode_tokens_per_s: new / dec,
         decode_ms_per_step: dec * 1e3 / cfg.new_tokens as f64,
         sample_ms: median(samp) * 1e3,
+        sampler: if fused { "fused" } else { "libtorch" }.to_string(),
+        sample_reference_ms: median(samp_ref) * 1e3,
+        decode: cfg.decode,
+        graphs,
         total_s: median(total),
     })
 }

@@ -42,8 +42,19 @@ fn key_of(seed: &Tensor) -> Tensor {
 /// Uniform draws in the open interval (0, 1), shape `[B, V]`, as float64: element `(b, v)` is a
 /// function of `seeds[b]`, `step` and `v` only. 48 random bits per draw.
 pub fn uniform(seeds: &Tensor, step: i64, vocab: i64, device: Device) -> Tensor {
+    uniform_at(seeds, &Tensor::from(step), vocab, device)
+}
+
+/// [`uniform`] with the step in a tensor: a 0-dim (or one-element) int64 tensor on the CPU or on
+/// `device`. A device tensor keeps the step out of the recorded work, so one captured CUDA graph
+/// serves every step.
+pub fn uniform_at(seeds: &Tensor, step: &Tensor, vocab: i64, device: Device) -> Tensor {
     let key = key_of(&seeds.to_device(device).to_kind(Kind::Int64));
-    let key = hash32(&(key + (step & MASK32)).bitwise_and(MASK32)).unsqueeze(1);
+    // As a 0-dim tensor the step combines with `key` on any device (a CPU 0-dim tensor acts as a
+    // scalar; a one-element 1-d CPU tensor would be a device mismatch on CUDA).
+    let scalar: [i64; 0] = [];
+    let step = step.reshape(scalar).bitwise_and(MASK32);
+    let key = hash32(&(key + step).bitwise_and(MASK32)).unsqueeze(1);
     let idx = Tensor::arange(vocab, (Kind::Int64, device)).unsqueeze(0);
     let a = hash32(&(&key + &idx).bitwise_and(MASK32));
     let b = hash32(&(a.bitwise_xor_tensor(&key) + 0x6a09_e667_i64).bitwise_and(MASK32));

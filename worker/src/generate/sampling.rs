@@ -131,7 +131,9 @@ pub fn log_probs(logits: &Tensor, sampling: &Sampling, allowed: Option<&Tensor>)
         x = x.masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
     }
     if sampling.temperature > 0.0 {
-        x /= sampling.temperature;
+        // Not in place: `to_kind` returns the caller's tensor itself when it is already float32.
+        let scaled = &x / sampling.temperature;
+        x = scaled;
         if let Some(k) = sampling.top_k {
             let vocab = x.size()[x.dim() - 1];
             if k < vocab {
@@ -161,13 +163,52 @@ pub fn sample(
     seeds: &Tensor,
     step: i64,
 ) -> Sampled {
+    sample_at(logits, sampling, allowed, seeds, &Tensor::from(step))
+}
+
+/// [`sample`] with the step in a one-element int64 tensor (on the CPU or the logits' device; see
+/// [`noise::uniform_at`]). On CUDA the fused kernel of [`super::fused`] computes the draw where it
+/// applies; elsewhere, and if its launch fails, [`sample_reference`] does.
+pub fn sample_at(
+    logits: &Tensor,
+    sampling: &Sampling,
+    allowed: Option<&Tensor>,
+    seeds: &Tensor,
+    step: &Tensor,
+) -> Sampled {
+    // The kernel takes one `[V]` allowed set shared by all rows.
+    let shared_mask = allowed.is_none_or(|a| a.dim() == 1);
+    if let Some(kernel) = shared_mask.then(|| super::fused::for_logits(logits, sampling)).flatten()
+    {
+        match kernel.sample(logits, sampling, allowed, seeds, step) {
+            Ok(s) => return s,
+            Err(e) => {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!("wax: fused sampler failed ({e}); using libtorch's");
+                }
+            }
+        }
+    }
+    sample_reference(logits, sampling, allowed, seeds, step)
+}
+
+/// The libtorch implementation of [`sample_at`] (any device).
+pub fn sample_reference(
+    logits: &Tensor,
+    sampling: &Sampling,
+    allowed: Option<&Tensor>,
+    seeds: &Tensor,
+    step: &Tensor,
+) -> Sampled {
     let logp = log_probs(logits, sampling, allowed);
     let vocab = logits.size()[logits.dim() - 1];
     let tokens = if sampling.temperature > 0.0 {
         // Inversion: the first token whose cumulative weight exceeds u · total.
         let cdf = fixed(&logp.exp()).cumsum(-1, Kind::Int64);
         let total = cdf.narrow(-1, vocab - 1, 1).to_kind(Kind::Double);
-        let u = noise::uniform(seeds, step, 1, logits.device());
+        let u = noise::uniform_at(seeds, step, 1, logits.device());
         let r = (u * total).floor().to_kind(Kind::Int64);
         cdf.le_tensor(&r).sum_dim_intlist(-1, false, Kind::Int64).clamp_max(vocab - 1)
     } else {

@@ -21,6 +21,7 @@ use crate::model::{
     ForwardInput, HookPoint, Hooks, KvCache, LogitsSelect, Model, ModelError, SteerScope, Steering,
     TokenRole, steering_mask,
 };
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// Errors of generation (input shape mistakes, cache capacity, the model's own errors).
@@ -98,6 +99,8 @@ pub struct GenerateOptions {
     /// Check every this many steps whether all rows stopped (one host synchronisation each);
     /// 0 never checks early.
     pub check_every: usize,
+    /// How the decode loop is executed.
+    pub decode: Decode,
 }
 
 impl Default for GenerateOptions {
@@ -108,6 +111,34 @@ impl Default for GenerateOptions {
             allowed: Allowed::Any,
             stop_tokens: Vec::new(),
             check_every: 8,
+            decode: Decode::Auto,
+        }
+    }
+}
+
+/// How [`Session::generate`] runs its decode loop. Every mode computes the same tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decode {
+    /// CUDA graphs where the call qualifies (see [`Session::graphs_apply`]), op by op otherwise.
+    #[default]
+    Auto,
+    /// Op by op through libtorch.
+    Eager,
+    /// The graph-ready step (device-side slot, position and counters) run op by op without
+    /// capture: the work a graph records, runnable on any device.
+    Static,
+    /// The graph-ready step captured as CUDA graphs and replayed; an error where unavailable.
+    Graph,
+}
+
+impl Decode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Decode::Auto => "auto",
+            Decode::Eager => "eager",
+            Decode::Static => "static",
+            Decode::Graph => "graph",
         }
     }
 }
@@ -125,20 +156,22 @@ pub struct Generation {
 
 /// `B` conversations decoding side by side over one KV cache.
 pub struct Session<'m> {
-    model: &'m Model,
-    cache: KvCache,
+    pub(super) model: &'m Model,
+    pub(super) cache: KvCache,
     /// `[B, capacity]` bool: which cache slots hold real tokens.
-    slots: Tensor,
+    pub(super) slots: Tensor,
     /// Real tokens per row so far (the next position).
     next_pos: Vec<i64>,
     /// A sampled token per row not yet fed to the model.
     pending: Vec<Option<i64>>,
-    seeds: Tensor,
+    pub(super) seeds: Tensor,
     /// Noise counter: advanced once per decode step.
-    draws: i64,
-    steering: Vec<SteerSpec>,
+    pub(super) draws: i64,
+    pub(super) steering: Vec<SteerSpec>,
     /// `[B, V]` next-token logits after the latest append.
     last_logits: Option<Tensor>,
+    /// Whether the latest `generate` replayed captured CUDA graphs.
+    last_graphed: bool,
 }
 
 impl<'m> Session<'m> {
@@ -177,6 +210,7 @@ impl<'m> Session<'m> {
             draws: 0,
             steering: steer,
             last_logits: None,
+            last_graphed: false,
         })
     }
 
@@ -303,14 +337,14 @@ impl<'m> Session<'m> {
     /// Decodes up to `max_new_tokens` per row after the latest `append`.
     pub fn generate(&mut self, opts: &GenerateOptions) -> Result<Generation, GenerateError> {
         opts.sampling.validate().map_err(GenerateError::Input)?;
-        let Some(mut logits) = self.last_logits.take() else {
-            return Err(GenerateError::Input(
-                "generate: append the prompt (or the next message) first".into(),
-            ));
+        let no_prompt = || {
+            GenerateError::Input("generate: append the prompt (or the next message) first".into())
         };
+        if self.last_logits.is_none() {
+            return Err(no_prompt());
+        }
         let b = self.batch();
         if opts.max_new_tokens == 0 {
-            self.last_logits = Some(logits);
             return Ok(Generation {
                 tokens: vec![Vec::new(); b],
                 logprobs: vec![Vec::new(); b],
@@ -339,6 +373,41 @@ impl<'m> Session<'m> {
                 opts.max_new_tokens
             )));
         }
+        let graphs = match opts.decode {
+            Decode::Eager => None,
+            Decode::Static => Some(false),
+            Decode::Graph => {
+                self.graphs_apply(opts).map_err(GenerateError::Input)?;
+                Some(true)
+            }
+            Decode::Auto => self.graphs_apply(opts).ok().map(|()| true),
+        };
+        // Only now is the call committed: a rejected request leaves the session as it was.
+        let logits = self.last_logits.take().ok_or_else(no_prompt)?;
+        let decoded = match graphs {
+            Some(capture) => self.decode_static(opts, logits, &masks, &stops, capture)?,
+            None => self.decode_eager(opts, logits, &masks, &stops)?,
+        };
+        self.last_graphed = decoded.graphed;
+        self.finish(decoded)
+    }
+
+    /// Whether the latest [`Session::generate`] ran as captured CUDA graphs (false when it
+    /// decoded op by op, including after a failed capture in `Decode::Auto`).
+    pub fn last_decode_graphed(&self) -> bool {
+        self.last_graphed
+    }
+
+    /// The op-by-op decode loop.
+    pub(super) fn decode_eager(
+        &mut self,
+        opts: &GenerateOptions,
+        mut logits: Tensor,
+        masks: &[Tensor],
+        stops: &Tensor,
+    ) -> Result<Decoded, GenerateError> {
+        let b = self.batch();
+        let device = self.model.device();
         let mut active = Tensor::ones([b as i64], (Kind::Bool, device));
         let mut pos = Tensor::from_slice(&self.next_pos).to_device(device);
         let mut last = Tensor::zeros([b as i64], (Kind::Int64, device));
@@ -358,7 +427,7 @@ impl<'m> Session<'m> {
             let stopped_now = if opts.stop_tokens.is_empty() {
                 Tensor::zeros_like(&unfed)
             } else {
-                Tensor::isin(&last, &stops, false, false).logical_and(&unfed)
+                Tensor::isin(&last, stops, false, false).logical_and(&unfed)
             };
             active = active.logical_and(&stopped_now.logical_not());
             if step + 1 == opts.max_new_tokens {
@@ -372,15 +441,28 @@ impl<'m> Session<'m> {
             }
             logits = self.feed(&last, &unfed, &mut pos)?;
         }
-        // One read-back for the whole call.
-        let toks = Tensor::stack(&toks, 1).to_device(Device::Cpu);
-        let lps = Tensor::stack(&lps, 1).to_kind(Kind::Float).to_device(Device::Cpu);
-        let valid = Tensor::stack(&valid, 1).to_device(Device::Cpu);
-        let active = Vec::<bool>::try_from(&active.to_device(Device::Cpu)).map_err(tch_err)?;
-        let n = steps_taken as i64;
-        let toks = Vec::<i64>::try_from(&toks.view([-1])).map_err(tch_err)?;
-        let lps = Vec::<f32>::try_from(&lps.view([-1])).map_err(tch_err)?;
-        let valid = Vec::<bool>::try_from(&valid.view([-1])).map_err(tch_err)?;
+        Ok(Decoded {
+            tokens: Tensor::stack(&toks, 1),
+            logprobs: Tensor::stack(&lps, 1),
+            valid: Tensor::stack(&valid, 1),
+            active,
+            steps: steps_taken,
+            graphed: false,
+        })
+    }
+
+    /// Reads a decode loop's results back (once per call) and updates the conversation state.
+    fn finish(&mut self, decoded: Decoded) -> Result<Generation, GenerateError> {
+        let b = self.batch();
+        let n = decoded.steps as i64;
+        let toks = decoded.tokens.narrow(1, 0, n).to_device(Device::Cpu);
+        let lps = decoded.logprobs.narrow(1, 0, n).to_kind(Kind::Float).to_device(Device::Cpu);
+        let valid = decoded.valid.narrow(1, 0, n).to_device(Device::Cpu);
+        let active =
+            Vec::<bool>::try_from(&decoded.active.to_device(Device::Cpu)).map_err(tch_err)?;
+        let toks = Vec::<i64>::try_from(&toks.contiguous().view([-1])).map_err(tch_err)?;
+        let lps = Vec::<f32>::try_from(&lps.contiguous().view([-1])).map_err(tch_err)?;
+        let valid = Vec::<bool>::try_from(&valid.contiguous().view([-1])).map_err(tch_err)?;
         let mut out = Generation {
             tokens: vec![Vec::new(); b],
             logprobs: vec![Vec::new(); b],
@@ -441,6 +523,18 @@ impl<'m> Session<'m> {
     }
 }
 
-fn tch_err(e: tch::TchError) -> GenerateError {
+/// What a decode loop leaves on the device: `[B, ≥ steps]` tokens, log-probs and validity (only
+/// the first `steps` columns count), and which rows are still active.
+pub(super) struct Decoded {
+    pub(super) tokens: Tensor,
+    pub(super) logprobs: Tensor,
+    pub(super) valid: Tensor,
+    pub(super) active: Tensor,
+    pub(super) steps: usize,
+    /// Whether the loop replayed captured CUDA graphs.
+    pub(super) graphed: bool,
+}
+
+pub(super) fn tch_err(e: tch::TchError) -> GenerateError {
     GenerateError::Model(ModelError::from(e))
 }

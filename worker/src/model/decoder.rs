@@ -48,14 +48,14 @@ enum Qkv {
 }
 
 #[derive(Debug)]
-struct Layer {
-    ln1: Norm,
-    ln2: Norm,
+pub(super) struct Layer {
+    pub(super) ln1: Norm,
+    pub(super) ln2: Norm,
     qkv: Qkv,
     q_norm: Option<Norm>,
     k_norm: Option<Norm>,
     o: Linear,
-    mlp: Mlp,
+    pub(super) mlp: Mlp,
 }
 
 impl Layer {
@@ -90,15 +90,15 @@ impl Layer {
 /// A decoder-only language model whose parameters live in a `VarStore` under their Hugging Face
 /// names (trainable).
 pub struct Model {
-    config: ModelConfig,
+    pub(super) config: ModelConfig,
     vs: nn::VarStore,
-    kind: Kind,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    final_norm: Norm,
-    lm_head: Tensor,
-    inv_freq: Tensor,
-    rope_scaling: f64,
+    pub(super) kind: Kind,
+    pub(super) embed: Tensor,
+    pub(super) layers: Vec<Layer>,
+    pub(super) final_norm: Norm,
+    pub(super) lm_head: Tensor,
+    pub(super) inv_freq: Tensor,
+    pub(super) rope_scaling: f64,
     /// The snapshot directory the model was loaded from.
     source: PathBuf,
     /// Training mode (LoRA dropout active); false after loading.
@@ -500,8 +500,11 @@ impl Model {
         for (l, layer) in self.layers.iter().enumerate() {
             let point = |site| HookPoint::Layer { layer: l, site };
             x = hooks.site(&prep, point(LayerSite::ResidPre), x);
-            let kv = cache.as_deref_mut().map(|k| (&k.keys[l], &k.values[l]));
-            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv, past);
+            let kv = match cache.as_deref_mut() {
+                Some(k) => KvWrite::At { keys: &k.keys[l], values: &k.values[l], past },
+                None => KvWrite::None,
+            };
+            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv);
             let attn = hooks.site(&prep, point(LayerSite::AttnOut), attn);
             let out = if c.parallel_residual {
                 let mlp = layer.mlp.forward(&layer.ln2.forward(&x));
@@ -545,16 +548,14 @@ impl Model {
         Ok(hooks.site(&prep, HookPoint::Logits, logits))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
+    pub(super) fn attention(
         &self,
         layer: &Layer,
         h: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
-        kv: Option<(&Tensor, &Tensor)>,
-        past: i64,
+        kv: KvWrite<'_>,
     ) -> Tensor {
         let c = &self.config;
         let size = h.size();
@@ -584,12 +585,18 @@ impl Model {
         let q = rope::apply(&q, cos, sin);
         let k = rope::apply(&k, cos, sin);
         let (k, v) = match kv {
-            Some((kc, vc)) => {
-                kc.narrow(2, past, t).copy_(&k);
-                vc.narrow(2, past, t).copy_(&v);
-                (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
+            KvWrite::At { keys, values, past } => {
+                keys.narrow(2, past, t).copy_(&k);
+                values.narrow(2, past, t).copy_(&v);
+                (keys.narrow(2, 0, past + t), values.narrow(2, 0, past + t))
             }
-            None => (k, v),
+            KvWrite::Slot { keys, values, slot, view } => {
+                let at = slot.reshape([1]);
+                let _ = keys.shallow_clone().index_copy_(2, &at, &k);
+                let _ = values.shallow_clone().index_copy_(2, &at, &v);
+                (keys.narrow(2, 0, view), values.narrow(2, 0, view))
+            }
+            KvWrite::None => (k, v),
         };
         // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
         // share a kv head become extra query rows of that head (`mask` is already grouped).
@@ -602,13 +609,24 @@ impl Model {
     }
 }
 
+/// Where a layer's new keys and values go.
+pub(super) enum KvWrite<'a> {
+    /// No cache: attend over this call's keys and values only.
+    None,
+    /// Written at host-known slots `past..past+T`; attention over slots `0..past+T`.
+    At { keys: &'a Tensor, values: &'a Tensor, past: i64 },
+    /// One new token written at the slot held by the device tensor `slot` (one int64), attention
+    /// over slots `0..view`: the form a captured CUDA graph replays at every step.
+    Slot { keys: &'a Tensor, values: &'a Tensor, slot: &'a Tensor, view: i64 },
+}
+
 fn prep_any(prep: &Prepared) -> bool {
     prep.any()
 }
 
 /// `[B, 1, T, S]` → `[B, 1, n·T, S]`: the mask of grouped queries (query heads `g·n .. g·n + n`
 /// of kv head `g`, stacked along the query axis), each group member seeing the same slots.
-fn group_mask(mask: &Tensor, n: i64) -> Tensor {
+pub(super) fn group_mask(mask: &Tensor, n: i64) -> Tensor {
     if n == 1 {
         return mask.shallow_clone();
     }

@@ -22,6 +22,7 @@ mod lora;
 mod rope;
 mod save;
 mod steer;
+mod step;
 mod weights;
 
 pub use cache::KvCache;
@@ -32,3 +33,4 @@ pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering
 pub use lora::LoraConfig;
 pub use rope::{RopeConfig, RopeScaling};
 pub use steer::{SteerScope, TokenRole, steering_mask};
+pub use step::StepInput;

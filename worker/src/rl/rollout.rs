@@ -232,6 +232,7 @@ pub fn play(
         allowed: Allowed::Always(Allowed::only(&layout.moves, vocab, device)),
         stop_tokens: Vec::new(),
         check_every: 0,
+        ..Default::default()
     };
     // Room for the budget plus one segment of slack: rows past their budget keep being fed (to
     // stay in lockstep) but record nothing.

@@ -86,6 +86,7 @@ impl LocalJudge {
             allowed: Allowed::Any,
             stop_tokens: eos.clone(),
             check_every: 8,
+            ..Default::default()
         };
         let g = session.generate(&opts).map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(prompts.len());

@@ -1,0 +1,104 @@
+//! The decode step in the form a CUDA graph can record: one token per row, written at a cache slot
+//! held in a device tensor, attention over a fixed window of slots, no hooks, no host reads.
+//!
+//! [`Model::forward_select`] takes the write position as a Rust integer and builds its mask from
+//! host-known lengths, so each call is different work. Here everything that changes from one
+//! step to the next — token ids, positions, which slots are real, the slot written — lives in
+//! tensors the caller updates in place, and the same recorded work serves every step whose slot
+//! lies inside the attended window. The arithmetic is that of `forward_select` (same ops in the
+//! same order); the tests check the two agree.
+
+use tch::{Kind, Tensor};
+
+use super::cache::KvCache;
+use super::decoder::{KvWrite, Model, group_mask};
+use super::error::ModelError;
+use super::rope;
+
+/// The tensors one decode step reads (all on the model's device; updated in place between steps).
+#[derive(Debug)]
+pub struct StepInput<'a> {
+    /// `[B, 1]` int64 token ids.
+    pub ids: &'a Tensor,
+    /// `[B, 1]` int64 positions.
+    pub positions: &'a Tensor,
+    /// `[B, capacity]` bool: which cache slots hold real tokens (the step's own slot included).
+    pub real: &'a Tensor,
+    /// One int64: the cache slot this step writes.
+    pub slot: &'a Tensor,
+    /// Slots `0..view` are attended (the step's slot must lie inside).
+    pub view: i64,
+}
+
+impl Model {
+    /// Whether [`Model::forward_step`] computes what `forward_select` would: not for dynamic
+    /// RoPE, whose frequencies depend on the longest position (a host read).
+    pub fn supports_step(&self) -> bool {
+        !self.config.rope.is_dynamic()
+    }
+
+    /// Next-token logits `[B, V]` (float32) for one new token per row, written into `cache` at
+    /// `input.slot`. Does not advance the cache's length (the caller knows how many steps ran).
+    pub fn forward_step(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        if !self.supports_step() {
+            return Err(ModelError::Input(
+                "the graph-ready decode step does not support dynamic RoPE scaling".into(),
+            ));
+        }
+        let b = input.ids.size()[0];
+        if input.ids.size() != [b, 1] || input.positions.size() != [b, 1] {
+            return Err(ModelError::Input(format!(
+                "step: ids {:?} and positions {:?} must both be [B, 1]",
+                input.ids.size(),
+                input.positions.size()
+            )));
+        }
+        if cache.batch() != b || cache.keys.len() != self.layers.len() {
+            return Err(ModelError::Cache(format!(
+                "step: cache of batch {} and {} layers for {b} rows and {} layers",
+                cache.batch(),
+                cache.keys.len(),
+                self.layers.len()
+            )));
+        }
+        if input.view < 1 || input.view > cache.capacity() {
+            return Err(ModelError::Cache(format!(
+                "step: window of {} slots outside the capacity {}",
+                input.view,
+                cache.capacity()
+            )));
+        }
+        let device = self.device();
+        // Query slot `slot` sees real slots up to itself, and always its own slot.
+        let j = Tensor::arange(input.view, (Kind::Int64, device)).unsqueeze(0);
+        let slot = input.slot.reshape([1, 1]);
+        let causal = j.le_tensor(&slot);
+        let own = j.eq_tensor(&slot);
+        let real = input.real.narrow(1, 0, input.view);
+        let mask = real.logical_or(&own).logical_and(&causal).unsqueeze(1).unsqueeze(1);
+        let mask = group_mask(&mask, c.num_heads / c.num_kv_heads);
+        let (cos, sin) =
+            rope::cos_sin(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
+
+        let mut x = Tensor::f_embedding(&self.embed, input.ids, -1, false, false)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let kv = KvWrite::Slot {
+                keys: &cache.keys[l],
+                values: &cache.values[l],
+                slot: input.slot,
+                view: input.view,
+            };
+            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv);
+            x = if c.parallel_residual {
+                let mlp = layer.mlp.forward(&layer.ln2.forward(&x));
+                &mlp + &attn + &x
+            } else {
+                let mid = &x + &attn;
+                layer.mlp.forward(&layer.ln2.forward(&mid)) + mid
+            };
+        }
+        let x = self.final_norm.forward(&x);
+        Ok(x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float).squeeze_dim(1))
+    }
+}

@@ -1,0 +1,152 @@
+//! The graph-ready decode loop (`Decode::Static`: device-side slot, positions and counters, the
+//! work a CUDA graph records) gives exactly what the op-by-op loop gives — tokens, log-probs,
+//! stops, and the conversation state the next turn continues from — on every fixture family,
+//! with sampling, per-step allowed sets, stop tokens and attention windows crossing a boundary.
+//! (On the GPU machine worker/tests/gpu_decode.rs checks the captured graphs the same way.)
+
+#[path = "common/fixtures.rs"]
+mod fixtures;
+
+use fixtures::model_dir;
+use tch::{Device, Kind};
+use wax_worker::generate::{
+    Allowed, Chunk, Decode, GenerateOptions, Generation, Sampling, Session,
+};
+use wax_worker::model::{Model, TokenRole};
+
+const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
+
+fn load(name: &str) -> Model {
+    Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture model")
+}
+
+fn chunks(rows: &[Vec<i64>]) -> Vec<Chunk> {
+    rows.iter().map(|p| Chunk::uniform(p.clone(), TokenRole::Prompt)).collect()
+}
+
+/// Two turns: a long first prompt so that decoding crosses the 128-slot window boundary, then a
+/// user message and a second generation with per-step allowed sets and a stop token.
+fn conversation(model: &Model, decode: Decode) -> (Generation, Generation, Vec<i64>) {
+    let vocab = model.config().vocab_size;
+    let first: Vec<Vec<i64>> = (0..3)
+        .map(|r| (0..(110 + 3 * r)).map(|i| ((i * 37 + r * 11 + 5) % (vocab - 1)) + 1).collect())
+        .collect();
+    let mut s = Session::new(model, &[7, 8, 9], 200, Vec::new()).unwrap();
+    s.append(&chunks(&first)).unwrap();
+    let a = s
+        .generate(&GenerateOptions {
+            max_new_tokens: 30,
+            sampling: Sampling { temperature: 0.9, top_k: None, top_p: Some(0.9) },
+            check_every: 0,
+            decode,
+            ..Default::default()
+        })
+        .unwrap();
+    s.append(&chunks(&[vec![3, 4], vec![5], vec![6, 7, 8]])).unwrap();
+    let allowed = Allowed::PerStep(vec![
+        Allowed::only(&[20, 21, 22, 23], vocab, Device::Cpu),
+        Allowed::only(&[20, 21, 22, 23, 30, 31], vocab, Device::Cpu),
+        Allowed::only(&[30, 31, 40], vocab, Device::Cpu),
+    ]);
+    let b = s
+        .generate(&GenerateOptions {
+            max_new_tokens: 12,
+            sampling: Sampling { temperature: 1.0, top_k: None, top_p: None },
+            allowed,
+            stop_tokens: vec![31],
+            check_every: 2,
+            decode,
+        })
+        .unwrap();
+    (a, b, s.lengths().to_vec())
+}
+
+/// Same tokens and stops; log-probs within `tol`. (The graph-ready step attends over a window of
+/// slots rather than exactly the used ones, so its logits differ from the eager step's by float
+/// rounding, ~1e-7; under top-p a token at the nucleus boundary can then change the nucleus's
+/// mass, hence a looser tolerance there.)
+fn assert_same(name: &str, what: &str, x: &Generation, y: &Generation, tol: f32) {
+    assert_eq!(x.tokens, y.tokens, "{name} {what}: tokens");
+    assert_eq!(x.stopped, y.stopped, "{name} {what}: stopped");
+    for (rx, ry) in x.logprobs.iter().zip(&y.logprobs) {
+        for (a, b) in rx.iter().zip(ry) {
+            assert!((a - b).abs() < tol, "{name} {what}: log-prob {a} vs {b}");
+        }
+    }
+}
+
+/// One graph-ready step equals `forward_select` over the used slots.
+#[test]
+fn the_step_forward_matches_the_cached_forward() {
+    use tch::Tensor;
+    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput};
+    for name in FAMILIES {
+        let model = load(name);
+        let (b, t) = (2i64, 9i64);
+        let ids = Tensor::arange(b * t, (Kind::Int64, Device::Cpu)).view([b, t]).remainder(50) + 3;
+        let prefill = ForwardInput {
+            input_ids: ids.shallow_clone(),
+            positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).repeat([b, 1]),
+            attention_mask: Tensor::ones([b, t], (Kind::Bool, Device::Cpu)),
+        };
+        let mut c1 = model.new_cache(b, 40).unwrap();
+        let mut c2 = model.new_cache(b, 40).unwrap();
+        for c in [&mut c1, &mut c2] {
+            let _ = model
+                .forward_select(&prefill, Some(c), &mut Hooks::new(), LogitsSelect::Last)
+                .unwrap();
+        }
+        let next = Tensor::from_slice(&[11i64, 12]).view([b, 1]);
+        let pos = Tensor::from_slice(&[t, t]).view([b, 1]);
+        let eager = ForwardInput {
+            input_ids: next.shallow_clone(),
+            positions: pos.shallow_clone(),
+            attention_mask: Tensor::ones([b, t + 1], (Kind::Bool, Device::Cpu)),
+        };
+        let want = model
+            .forward_select(&eager, Some(&mut c1), &mut Hooks::new(), LogitsSelect::Last)
+            .unwrap()
+            .squeeze_dim(1);
+        let real = Tensor::zeros([b, 40], (Kind::Bool, Device::Cpu));
+        let _ = real.narrow(1, 0, t + 1).fill_(1);
+        let slot = Tensor::from_slice(&[t]);
+        let input = StepInput { ids: &next, positions: &pos, real: &real, slot: &slot, view: 32 };
+        let got = model.forward_step(&input, &c2).unwrap();
+        let diff = (got - want).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name}: max |Δlogit| {diff}");
+    }
+}
+
+#[test]
+fn static_decode_equals_eager_decode_on_every_family() {
+    for name in FAMILIES {
+        let model = load(name);
+        let (a1, b1, len1) = conversation(&model, Decode::Eager);
+        let (a2, b2, len2) = conversation(&model, Decode::Static);
+        assert_same(name, "turn 1 (top-p)", &a1, &a2, 1e-2);
+        assert_same(name, "turn 2", &b1, &b2, 1e-4);
+        assert_eq!(len1, len2, "{name}: positions after two turns");
+        assert!(a1.tokens.iter().all(|r| r.len() == 30));
+        // The allowed sets held in the static loop too.
+        for row in &b2.tokens {
+            if let Some(&t) = row.first() {
+                assert!([20, 21, 22, 23].contains(&t), "{name}: first token {t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn graph_mode_on_the_cpu_is_a_clear_error_and_auto_decodes_op_by_op() {
+    let model = load("qwen3");
+    let mut s = Session::new(&model, &[1], 64, Vec::new()).unwrap();
+    s.append(&chunks(&[vec![5, 6, 7]])).unwrap();
+    let opts = GenerateOptions { max_new_tokens: 20, decode: Decode::Graph, ..Default::default() };
+    let why = s.graphs_apply(&opts).unwrap_err();
+    assert!(why.contains("CUDA device"), "{why}");
+    let err = s.generate(&opts).unwrap_err().to_string();
+    assert!(err.contains("CUDA"), "{err}");
+    // The failed call consumed nothing: the same session still generates, now in Auto mode.
+    let g = s.generate(&GenerateOptions { max_new_tokens: 20, ..Default::default() });
+    assert!(g.is_err() || g.unwrap().tokens[0].len() == 20);
+}
