@@ -142,8 +142,7 @@ impl Session<'_> {
         stops: &Tensor,
         capture: bool,
     ) -> Result<Decoded, GenerateError> {
-        let model = self.model;
-        let device = model.device();
+        let device = self.model.device();
         let b = self.batch() as i64;
         let n = opts.max_new_tokens as i64;
         let one = |v: i64| Tensor::from_slice(&[v]).to_device(device);
@@ -209,11 +208,14 @@ impl Session<'_> {
             let slot = self.cache.len();
             let view = ((slot / WINDOW + 1) * WINDOW).min(self.cache.capacity());
             if capture {
-                if !graphs.feeds.iter().any(|(v, _)| *v == view) {
-                    self.capture(&mut graphs, &st, &pieces, Some(view))?;
-                }
-                let g = graphs.feeds.iter().find(|(v, _)| *v == view).map(|(_, g)| g);
-                g.expect("feed graph captured above").replay().map_err(graph_err)?;
+                let i = match graphs.feeds.iter().position(|(v, _)| *v == view) {
+                    Some(i) => i,
+                    None => {
+                        self.capture(&mut graphs, &st, &pieces, Some(view))?;
+                        graphs.feeds.len() - 1
+                    }
+                };
+                graphs.feeds[i].1.replay().map_err(graph_err)?;
             } else {
                 self.feed_piece(&st, view)?;
             }
