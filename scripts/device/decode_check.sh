@@ -7,9 +7,11 @@
 #   3. GPU tests (worker/tests/gpu_decode.rs): the fused sampler kernel against the libtorch
 #      sampler, and CUDA-graph decoding against the op-by-op loop;
 #   4. wax's decode throughput, batch 512, 64-token prompts, 64 new tokens, top-p 0.95: as shipped
-#      (CUDA graphs + fused sampler), op by op with the fused sampler, op by op with libtorch's;
+#      (CUDA graphs + fused sampler + packed projections), op by op, and without packed q/k/v and
+#      gate/up matmuls (WAX_PACKED_PROJECTIONS=0);
 #   5. transformers.generate on the same weights, in the same run;
 #   6. the ratios, the weights-read roofline and the compute bound; batch 64 as shipped.
+# BENCH_ENV (e.g. `WAX_PACKED_PROJECTIONS=0`) is passed to one bench's environment.
 # Every step runs even if an earlier one failed; results land in $OUT.
 set -uo pipefail
 # NVRTC (for the fused sampler) lives in the CUDA wheel next to torch.
@@ -31,7 +33,7 @@ bench() { # name, extra args…
   local name=$1
   shift
   step "bench $name"
-  timeout 150 "$bin" bench model "$model" --device cuda --dtype bf16 --prompt-len 64 \
+  timeout 150 env ${BENCH_ENV:-} "$bin" bench model "$model" --device cuda --dtype bf16 --prompt-len 64 \
     --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" > "$out/$name.json" \
     2> "$out/$name.err"
   tail -3 "$out/$name.err"
@@ -39,6 +41,7 @@ bench() { # name, extra args…
 }
 bench wax --batch 512
 bench wax_eager --batch 512 --decode eager
+BENCH_ENV=WAX_PACKED_PROJECTIONS=0 bench wax_unpacked --batch 512
 step transformers
 python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
 step summary

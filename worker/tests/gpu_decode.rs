@@ -5,7 +5,9 @@
 //!   with the same log-probs, over temperatures, top-p values, allowed sets and flat or peaked
 //!   rows;
 //! - decoding through captured CUDA graphs gives the tokens of the op-by-op loop (greedy, fp32),
-//!   across a 128-slot window boundary, and a second turn continues from the same state.
+//!   across a 128-slot window boundary, and a second turn continues from the same state;
+//! - packed q/k/v and gate/up matmuls give the logits of the separate ones, and a batch without
+//!   padding (plain causal attention, grouped heads in the kernel) the logits of the masked path.
 //!
 //! The model is `WAX_GPU_TEST_MODEL` (a local snapshot; the device script makes a random-init
 //! Qwen3-0.6B-shaped one).
@@ -14,7 +16,7 @@ use tch::{Device, Kind, Tensor};
 use wax_worker::generate::{
     Chunk, Decode, GenerateOptions, Generation, Sampling, Session, sample_at, sample_reference,
 };
-use wax_worker::model::{Model, TokenRole};
+use wax_worker::model::{ForwardInput, Hooks, Model, Packing, TokenRole};
 
 fn gpu() -> Option<Device> {
     if std::env::var("WAX_GPU_TESTS").is_ok_and(|v| v == "1") && tch::Cuda::is_available() {
@@ -144,4 +146,55 @@ fn graph_decode_gives_the_tokens_of_the_eager_loop() {
     // addresses, a wrong slot) diverges on every row.
     assert!(same1 * 10 >= rows * 9, "{line}");
     assert!(same2 * 10 >= rows * 9, "{line}");
+}
+
+#[test]
+fn packed_projections_and_causal_prefill_agree_with_the_general_path() {
+    let Some(dev) = gpu() else { return };
+    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else {
+        eprintln!("skipped: WAX_GPU_TEST_MODEL is not set");
+        return;
+    };
+    let _guard = tch::no_grad_guard();
+    let mut model = Model::load(std::path::Path::new(&dir), dev, Kind::Float).unwrap();
+    assert_eq!(model.packing(), Packing { qkv: true, mlp: true }, "the CUDA default");
+    let vocab = model.config().vocab_size;
+    // Four rows of 48 tokens; row r has r·5 left pads.
+    let (rows, len) = (4i64, 48i64);
+    let ids = Tensor::from_slice(
+        &(0..rows * len).map(|i| (i * 7919) % (vocab - 1) + 1).collect::<Vec<i64>>(),
+    )
+    .view([rows, len]);
+    let col = Tensor::arange(len, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+    let pads = (Tensor::arange(rows, (Kind::Int64, Device::Cpu)) * 5).unsqueeze(1);
+    let mask = col.ge_tensor(&pads);
+    let positions = (&col - &pads).clamp_min(0);
+    let input = |rows: &[i64]| {
+        let pick = |t: &Tensor| t.index_select(0, &Tensor::from_slice(rows)).to_device(dev);
+        ForwardInput {
+            input_ids: pick(&ids),
+            positions: pick(&positions),
+            attention_mask: pick(&mask),
+        }
+    };
+    let all = input(&[0, 1, 2, 3]);
+    let forward = |m: &Model, i: &ForwardInput| m.forward(i, None, &mut Hooks::new()).unwrap();
+    let packed = forward(&model, &all);
+    model.set_packing(Packing { qkv: false, mlp: false });
+    let separate = forward(&model, &all);
+    let real = mask.to_device(dev).unsqueeze(-1);
+    let diff = (&packed - &separate).abs().masked_fill(&real.logical_not(), 0.0).max();
+    let diff = diff.double_value(&[]);
+    // Row 0 alone has no padding: plain causal attention instead of the masked kernel.
+    let causal = forward(&model, &input(&[0]));
+    let diff_causal = (&causal - separate.narrow(0, 0, 1)).abs().max().double_value(&[]);
+    let line = format!(
+        "fp32: packed vs separate projections max |Δ logit| {diff:.2e}; causal prefill vs masked \
+         {diff_causal:.2e}"
+    );
+    eprintln!("{line}");
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/packed_causal.txt"), line.clone() + "\n");
+    }
+    assert!(diff <= 1e-3 && diff_causal <= 1e-3, "{line}");
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use fixtures::{max_abs_diff_masked, model_dir, reference, reference_metadata};
 use tch::{Device, Kind, Tensor};
 use wax_worker::model::{
-    ForwardInput, HookPoint, Hooks, LayerSite, Model, ModelConfig, ModelError, Positions,
+    ForwardInput, HookPoint, Hooks, LayerSite, Model, ModelConfig, ModelError, Packing, Positions,
     RopeScaling,
 };
 
@@ -66,6 +66,67 @@ fn check_parity(name: &str) {
     let expected_source = if normed == "true" { "final" } else { &*format!("post{}", layers - 1) };
     let err = max_abs_diff_masked(hooks.get(expected_source).unwrap(), last, &mask);
     assert!(err <= 1e-4, "{name}: last hidden state ({expected_source}) error {err}");
+}
+
+/// A batch without padding and without a cache runs plain causal attention (no mask, grouped
+/// heads handled by the kernel): the fixtures' second row is unpadded.
+#[test]
+fn unpadded_prefill_matches_transformers() {
+    let _guard = tch::no_grad_guard();
+    for name in ["qwen3", "llama", "qwen2", "gpt_neox", "gpt_neox_sequential"] {
+        let model = Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture");
+        let r = reference(name);
+        let (input, mask) = input_from(&r);
+        let row = |t: &Tensor| t.narrow(0, 1, 1);
+        assert!(bool::try_from(row(&mask).all()).unwrap(), "{name}: row 1 is unpadded");
+        let input = ForwardInput {
+            input_ids: row(&input.input_ids),
+            positions: row(&input.positions),
+            attention_mask: row(&input.attention_mask),
+        };
+        let logits = model.forward(&input, None, &mut Hooks::new()).unwrap();
+        let err = max_abs_diff_masked(&logits, &row(&r["logits"]), &row(&mask));
+        assert!(err <= 1e-4, "{name}: unpadded row logits max abs error {err}");
+    }
+}
+
+/// Inference can run q/k/v and gate/up as one packed matmul each; with gradient mode on and
+/// trainable weights the separate maps run instead. Every combination gives transformers' logits.
+#[test]
+fn packed_and_separate_projections_both_match_transformers() {
+    let all = Packing { qkv: true, mlp: true };
+    for name in ["qwen3", "qwen2", "llama_llama3"] {
+        let mut model =
+            Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture");
+        if std::env::var_os("WAX_PACKED_PROJECTIONS").is_none() {
+            assert_eq!(model.packing(), Packing { qkv: true, mlp: false }, "the CPU default");
+        }
+        let r = reference(name);
+        let (input, mask) = input_from(&r);
+        let mut run = |packing, grad: bool| {
+            model.set_packing(packing);
+            let forward = || model.forward(&input, None, &mut Hooks::new()).unwrap();
+            if grad { forward() } else { tch::no_grad(forward) }
+        };
+        let packed = run(all, false);
+        let separate = run(Packing { qkv: false, mlp: false }, false);
+        let fallback = run(all, true);
+        // Gradients reach the projections' own weights: the separate maps ran.
+        fallback.sum(Kind::Float).backward();
+        let vars = model.var_store().variables();
+        for w in ["self_attn.k_proj.weight", "mlp.up_proj.weight"] {
+            let g = vars[&format!("model.layers.0.{w}")].grad();
+            assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name}: {w}");
+        }
+        for (path, logits) in
+            [("packed", &packed), ("separate", &separate), ("fallback", &fallback.detach())]
+        {
+            let err = max_abs_diff_masked(logits, &r["logits"], &mask);
+            assert!(err <= 1e-4, "{name} {path}: logits max abs error {err}");
+        }
+        let err = max_abs_diff_masked(&packed, &separate, &mask);
+        assert!(err <= 1e-5, "{name}: packed vs separate {err}");
+    }
 }
 
 #[test]

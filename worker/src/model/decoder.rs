@@ -8,7 +8,7 @@ use super::cache::KvCache;
 use super::config::{Family, ModelConfig, NormKind};
 use super::error::ModelError;
 use super::hooks::{HookPoint, Hooks, LayerSite, Prepared};
-use super::layers::{Linear, Mlp, Norm};
+use super::layers::{Linear, Mlp, Norm, Packed, Packing};
 use super::rope;
 use super::weights::WeightFiles;
 
@@ -38,11 +38,8 @@ pub enum LogitsSelect {
 
 #[derive(Debug)]
 enum Qkv {
-    Separate {
-        q: Linear,
-        k: Linear,
-        v: Linear,
-    },
+    /// Llama/Qwen `q_proj`, `k_proj`, `v_proj`, whose weights are views of `packed`.
+    Separate { q: Linear, k: Linear, v: Linear, packed: Packed },
     /// GPT-NeoX `query_key_value`, laid out per head as `[heads, 3, head_dim]`.
     Fused(Linear),
 }
@@ -62,12 +59,12 @@ impl Layer {
     /// The layer's linear maps in a fixed order: attention inputs, attention output, MLP.
     fn linears(&self) -> Vec<&Linear> {
         let mut out = match &self.qkv {
-            Qkv::Separate { q, k, v } => vec![q, k, v],
+            Qkv::Separate { q, k, v, .. } => vec![q, k, v],
             Qkv::Fused(qkv) => vec![qkv],
         };
         out.push(&self.o);
         match &self.mlp {
-            Mlp::Gated { gate, up, down } => out.extend([gate, up, down]),
+            Mlp::Gated { gate, up, down, .. } => out.extend([gate, up, down]),
             Mlp::Plain { up, down, .. } => out.extend([up, down]),
         }
         out
@@ -75,12 +72,12 @@ impl Layer {
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
         let mut out = match &mut self.qkv {
-            Qkv::Separate { q, k, v } => vec![q, k, v],
+            Qkv::Separate { q, k, v, .. } => vec![q, k, v],
             Qkv::Fused(qkv) => vec![qkv],
         };
         out.push(&mut self.o);
         match &mut self.mlp {
-            Mlp::Gated { gate, up, down } => out.extend([gate, up, down]),
+            Mlp::Gated { gate, up, down, .. } => out.extend([gate, up, down]),
             Mlp::Plain { up, down, .. } => out.extend([up, down]),
         }
         out
@@ -105,6 +102,8 @@ pub struct Model {
     pub(super) training: bool,
     /// The configuration of the attached LoRA adapters (targets resolved), if any.
     pub(super) lora: Option<super::lora::LoraConfig>,
+    /// Which packed projections inference uses.
+    pub(super) packing: Packing,
 }
 
 /// Tensors in snapshots that are buffers, not parameters.
@@ -125,6 +124,11 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn param(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ModelError> {
         let t = self.files.load(name, shape, self.kind, self.device)?;
+        self.register(name, t)
+    }
+
+    /// Adds `t` to the `VarStore` under its Hugging Face name (trainable).
+    fn register(&mut self, name: &str, t: Tensor) -> Result<Tensor, ModelError> {
         let mut parts: Vec<&str> = name.split('.').collect();
         let last = parts.pop().unwrap_or(name);
         let mut path = self.vs.root();
@@ -148,6 +152,41 @@ impl Loader<'_> {
             bias: if bias { Some(self.param(&format!("{prefix}.bias"), &[out])?) } else { None },
             lora: None,
         })
+    }
+
+    /// Linear maps reading the same input, each `(prefix, out)`, loaded into the row blocks of one
+    /// packed matrix and registered as views of it (under their own names).
+    fn packed(
+        &mut self,
+        parts: &[(&str, i64)],
+        inp: i64,
+        bias: bool,
+    ) -> Result<(Vec<Linear>, Packed), ModelError> {
+        let rows = parts.iter().map(|p| p.1).sum();
+        let packed = Packed::zeros(rows, inp, bias, self.kind, self.device);
+        let mut start = 0;
+        let mut linears = Vec::with_capacity(parts.len());
+        for &(prefix, out) in parts {
+            let (w, b) = packed.part(start, out);
+            start += out;
+            linears.push(Linear {
+                name: prefix.to_string(),
+                weight: self.param_into(&format!("{prefix}.weight"), &w)?,
+                bias: match b {
+                    Some(b) => Some(self.param_into(&format!("{prefix}.bias"), &b)?),
+                    None => None,
+                },
+                lora: None,
+            });
+        }
+        Ok((linears, packed))
+    }
+
+    /// Loads `name` (of `dest`'s shape) into `dest`, a view of a packed matrix, and registers it.
+    fn param_into(&mut self, name: &str, dest: &Tensor) -> Result<Tensor, ModelError> {
+        let t = self.files.load(name, &dest.size(), self.kind, self.device)?;
+        tch::no_grad(|| dest.shallow_clone().copy_(&t));
+        self.register(name, dest.shallow_clone())
     }
 
     fn norm(&mut self, prefix: &str, c: &ModelConfig, width: i64) -> Result<Norm, ModelError> {
@@ -219,21 +258,39 @@ impl Model {
                 } else {
                     (None, None)
                 };
+                let (qkv, packed_qkv) = ld.packed(
+                    &[
+                        (&format!("{a}.q_proj"), qd),
+                        (&format!("{a}.k_proj"), kvd),
+                        (&format!("{a}.v_proj"), kvd),
+                    ],
+                    h,
+                    c.qkv_bias,
+                )?;
+                let [q, k, v] = <[Linear; 3]>::try_from(qkv).map_err(|_| {
+                    ModelError::Input("packed q/k/v: three projections expected".into())
+                })?;
+                let o = ld.linear(&format!("{a}.o_proj"), h, qd, c.o_bias)?;
+                let (gate_up, packed_mlp) = ld.packed(
+                    &[(&format!("{p}.mlp.gate_proj"), i), (&format!("{p}.mlp.up_proj"), i)],
+                    h,
+                    c.mlp_bias,
+                )?;
+                let [gate, up] = <[Linear; 2]>::try_from(gate_up).map_err(|_| {
+                    ModelError::Input("packed gate/up: two projections expected".into())
+                })?;
                 Layer {
                     ln1,
                     ln2,
-                    qkv: Qkv::Separate {
-                        q: ld.linear(&format!("{a}.q_proj"), qd, h, c.qkv_bias)?,
-                        k: ld.linear(&format!("{a}.k_proj"), kvd, h, c.qkv_bias)?,
-                        v: ld.linear(&format!("{a}.v_proj"), kvd, h, c.qkv_bias)?,
-                    },
+                    qkv: Qkv::Separate { q, k, v, packed: packed_qkv },
                     q_norm,
                     k_norm,
-                    o: ld.linear(&format!("{a}.o_proj"), h, qd, c.o_bias)?,
+                    o,
                     mlp: Mlp::Gated {
-                        gate: ld.linear(&format!("{p}.mlp.gate_proj"), i, h, c.mlp_bias)?,
-                        up: ld.linear(&format!("{p}.mlp.up_proj"), i, h, c.mlp_bias)?,
+                        gate,
+                        up,
                         down: ld.linear(&format!("{p}.mlp.down_proj"), h, i, c.mlp_bias)?,
+                        packed: packed_mlp,
                     },
                 }
             };
@@ -276,7 +333,18 @@ impl Model {
             source: dir.to_path_buf(),
             training: false,
             lora: None,
+            packing: Packing::default_for(device),
         })
+    }
+
+    /// Which packed projections inference uses (by default [`Packing::default_for`] the device).
+    pub fn packing(&self) -> Packing {
+        self.packing
+    }
+
+    /// Chooses the packed projections; the results agree either way (within float rounding).
+    pub fn set_packing(&mut self, packing: Packing) {
+        self.packing = packing;
     }
 
     /// The snapshot directory the model was loaded from.
@@ -484,16 +552,25 @@ impl Model {
             device,
         )?;
 
-        let mask = group_mask(
-            &attention_mask(&input.attention_mask, past, t),
-            c.num_heads / c.num_kv_heads,
-        );
-        let (cos, sin) = if c.rope.is_dynamic() {
+        // A first chunk without padding (every prompt of a batch as long) needs no mask; that
+        // costs one host read, for prefills only.
+        let mask = if past == 0 && t > 1 && input.attention_mask.all().int64_value(&[]) != 0 {
+            AttnMask::Causal
+        } else {
+            AttnMask::Additive(additive_mask(
+                &group_mask(
+                    &attention_mask(&input.attention_mask, past, t),
+                    c.num_heads / c.num_kv_heads,
+                ),
+                self.kind,
+            ))
+        };
+        let rotation = if c.rope.is_dynamic() {
             let seq_len = input.positions.max().int64_value(&[]) + 1;
             let (inv, scale) = c.rope.inv_freq(c.rotary_dim, Some(seq_len), device);
-            rope::cos_sin(&inv, scale, &input.positions, self.kind)
+            rope::Rotation::new(&inv, scale, &input.positions, self.kind)
         } else {
-            rope::cos_sin(&self.inv_freq, self.rope_scaling, &input.positions, self.kind)
+            rope::Rotation::new(&self.inv_freq, self.rope_scaling, &input.positions, self.kind)
         };
 
         let mut x = Tensor::f_embedding(&self.embed, &input.input_ids, -1, false, false)?;
@@ -504,10 +581,10 @@ impl Model {
                 Some(k) => KvWrite::At { keys: &k.keys[l], values: &k.values[l], past },
                 None => KvWrite::None,
             };
-            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv);
+            let attn = self.attention(layer, &layer.ln1.forward(&x), &rotation, &mask, kv);
             let attn = hooks.site(&prep, point(LayerSite::AttnOut), attn);
             let out = if c.parallel_residual {
-                let mlp = layer.mlp.forward(&layer.ln2.forward(&x));
+                let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
                 let mid_delta = hooks.delta(&prep, point(LayerSite::ResidMid));
                 if prep_any(&prep) {
                     let mid = match &mid_delta {
@@ -527,7 +604,7 @@ impl Model {
                 let mlp = hooks.site(
                     &prep,
                     point(LayerSite::MlpOut),
-                    layer.mlp.forward(&layer.ln2.forward(&mid)),
+                    layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp),
                 );
                 mlp + mid
             };
@@ -552,38 +629,42 @@ impl Model {
         &self,
         layer: &Layer,
         h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        rotation: &rope::Rotation,
+        mask: &AttnMask,
         kv: KvWrite<'_>,
     ) -> Tensor {
         let c = &self.config;
         let size = h.size();
         let (b, t) = (size[0], size[1]);
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        // Queries, keys and values as `[B, T, heads, head_dim]` (views where possible).
         let (q, k, v) = match &layer.qkv {
-            Qkv::Separate { q, k, v } => {
-                let mut q = q.forward(h).view([b, t, nh, hd]);
-                let mut k = k.forward(h).view([b, t, nkv, hd]);
+            Qkv::Separate { q, k, v, packed } => {
+                let (q, k, v) = if self.packing.qkv && packed.usable(&[q, k, v]) {
+                    let (qd, kvd) = (nh * hd, nkv * hd);
+                    let y = packed.forward(h);
+                    (y.narrow(-1, 0, qd), y.narrow(-1, qd, kvd), y.narrow(-1, qd + kvd, kvd))
+                } else {
+                    (q.forward(h), k.forward(h), v.forward(h))
+                };
+                let mut q = q.view([b, t, nh, hd]);
+                let mut k = k.view([b, t, nkv, hd]);
                 if let Some(n) = &layer.q_norm {
                     q = n.forward(&q);
                 }
                 if let Some(n) = &layer.k_norm {
                     k = n.forward(&k);
                 }
-                (
-                    q.transpose(1, 2),
-                    k.transpose(1, 2),
-                    v.forward(h).view([b, t, nkv, hd]).transpose(1, 2),
-                )
+                (q, k, v.view([b, t, nkv, hd]))
             }
             Qkv::Fused(qkv) => {
-                let qkv = qkv.forward(h).view([b, t, nh, 3 * hd]).transpose(1, 2);
+                let qkv = qkv.forward(h).view([b, t, nh, 3 * hd]);
                 (qkv.narrow(-1, 0, hd), qkv.narrow(-1, hd, hd), qkv.narrow(-1, 2 * hd, hd))
             }
         };
-        let q = rope::apply(&q, cos, sin);
-        let k = rope::apply(&k, cos, sin);
+        let q = rotation.apply(&q).transpose(1, 2);
+        let k = rotation.apply(&k).transpose(1, 2);
+        let v = v.transpose(1, 2);
         let (k, v) = match kv {
             KvWrite::At { keys, values, past } => {
                 keys.narrow(2, past, t).copy_(&k);
@@ -598,15 +679,46 @@ impl Model {
             }
             KvWrite::None => (k, v),
         };
-        // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
-        // share a kv head become extra query rows of that head (`mask` is already grouped).
         let group = nh / nkv;
-        let q = if group > 1 { q.reshape([b, nkv, group * t, hd]) } else { q };
-        let o =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false);
-        let o = if group > 1 { o.reshape([b, nh, t, hd]) } else { o };
+        let o = match mask {
+            // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
+            // share a kv head become extra query rows of that head (`mask` is already grouped).
+            AttnMask::Additive(mask) => {
+                let q = if group > 1 { q.reshape([b, nkv, group * t, hd]) } else { q };
+                let o = Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    Some(mask),
+                    0.0,
+                    false,
+                    None,
+                    false,
+                );
+                if group > 1 { o.reshape([b, nh, t, hd]) } else { o }
+            }
+            // No mask: the fused (flash) kernels apply, grouped heads included.
+            AttnMask::Causal => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<&Tensor>,
+                0.0,
+                true,
+                None,
+                group > 1,
+            ),
+        };
         layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd]))
     }
+}
+
+/// Which slots each query reads.
+pub(super) enum AttnMask {
+    /// The additive mask of [`additive_mask`] (grouped as [`group_mask`] groups).
+    Additive(Tensor),
+    /// Plain causal attention over this call's tokens: no cache before them and no padding.
+    Causal,
 }
 
 /// Where a layer's new keys and values go.
@@ -639,6 +751,19 @@ pub(super) fn group_mask(mask: &Tensor, n: i64) -> Tensor {
     ])
 }
 
+/// The boolean mask `[B, 1, T, S]` as the additive mask (0 where allowed, −∞ elsewhere, in `kind`)
+/// that scaled-dot-product attention would derive from it in every layer: built once per forward.
+/// Its rows are padded to a multiple of 8 slots, the alignment the memory-efficient CUDA kernel
+/// wants for masks (it copies unaligned ones), and the padding is cut off by a view.
+pub(super) fn additive_mask(mask: &Tensor, kind: Kind) -> Tensor {
+    let s = mask.size();
+    let padded = (s[3] + 7) / 8 * 8;
+    let out = Tensor::full([s[0], s[1], s[2], padded], f64::NEG_INFINITY, (kind, mask.device()));
+    let view = out.narrow(3, 0, s[3]);
+    let _ = view.shallow_clone().masked_fill_(mask, 0.0);
+    view
+}
+
 /// `[B, 1, T, S]` bool: query `i` (absolute slot `past + i`) may read slot `j` iff `j <= past + i`
 /// and slot `j` is real, or `j` is its own slot (so pad queries never see an empty row).
 fn attention_mask(real: &Tensor, past: i64, t: i64) -> Tensor {
@@ -650,4 +775,36 @@ fn attention_mask(real: &Tensor, past: i64, t: i64) -> Tensor {
     let own = j.eq_tensor(&i);
     let allowed = real.unsqueeze(1).logical_or(&own.unsqueeze(0)).logical_and(&causal.unsqueeze(0));
     allowed.unsqueeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn additive_mask_attends_as_the_boolean_mask_does() {
+        tch::manual_seed(11);
+        let real =
+            Tensor::from_slice(&[false, true, true, true, true, true, true, false, true, true])
+                .view([2, 5]);
+        // Two new tokens after three cached slots; 4 query heads over 2 kv heads.
+        let bool_mask = group_mask(&attention_mask(&real, 3, 2), 2);
+        let mask = additive_mask(&bool_mask, Kind::Float);
+        assert_eq!(mask.size(), [2, 1, 4, 5]);
+        assert_eq!(mask.stride()[2], 8, "rows padded to 8 slots");
+        let allowed = Vec::<f32>::try_from(mask.reshape([-1])).unwrap();
+        let want = Vec::<bool>::try_from(bool_mask.reshape([-1])).unwrap();
+        for (m, w) in allowed.iter().zip(&want) {
+            assert_eq!(*m == 0.0, *w);
+            assert!(*m == 0.0 || *m == f32::NEG_INFINITY);
+        }
+        let q = Tensor::randn([2, 2, 4, 8], (Kind::Float, Device::Cpu));
+        let k = Tensor::randn([2, 2, 5, 8], (Kind::Float, Device::Cpu));
+        let v = Tensor::randn([2, 2, 5, 8], (Kind::Float, Device::Cpu));
+        let sdpa = |m: &Tensor| {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, false)
+        };
+        let diff = (sdpa(&mask) - sdpa(&bool_mask)).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
+    }
 }

@@ -30,6 +30,7 @@ pub use config::{Activation, Family, ModelConfig, NormKind, SUPPORTED_MODEL_TYPE
 pub use decoder::{ForwardInput, LogitsSelect, Model};
 pub use error::ModelError;
 pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering};
+pub use layers::Packing;
 pub use lora::LoraConfig;
 pub use rope::{RopeConfig, RopeScaling};
 pub use steer::{SteerScope, TokenRole, steering_mask};

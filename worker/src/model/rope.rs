@@ -272,42 +272,114 @@ impl RopeConfig {
     }
 }
 
-/// `cos`, `sin` of shape `[B, T, rotary_dim]` in `kind`, for positions `[B, T]` (i64).
-pub fn cos_sin(
-    inv_freq: &Tensor,
-    scaling: f64,
-    positions: &Tensor,
-    kind: Kind,
-) -> (Tensor, Tensor) {
-    let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
-    let emb = Tensor::cat(&[&freqs, &freqs], -1);
-    let (cos, sin) = (emb.cos(), emb.sin());
-    if scaling == 1.0 {
-        (cos.to_kind(kind), sin.to_kind(kind))
-    } else {
-        ((cos * scaling).to_kind(kind), (sin * scaling).to_kind(kind))
+/// The rotation of one forward pass, for positions `[B, T]`: `cos` and a signed `sin`, both
+/// `[B, T, 1, rotary_dim]` in the model's kind, where the signed `sin` is `(-sin, sin)` over the two
+/// halves. Then `rotate_half(x)·sin = roll(x, half)·signed_sin` (negating the sine instead of the
+/// input is exact in IEEE arithmetic), which takes one kernel where `rotate_half` takes two.
+#[derive(Debug)]
+pub struct Rotation {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotation {
+    pub fn new(inv_freq: &Tensor, scaling: f64, positions: &Tensor, kind: Kind) -> Rotation {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
+        let (c, s) = (freqs.cos(), freqs.sin());
+        let cos = Tensor::cat(&[&c, &c], -1);
+        let sin = Tensor::cat(&[&s.neg(), &s], -1);
+        let (cos, sin) = if scaling == 1.0 { (cos, sin) } else { (cos * scaling, sin * scaling) };
+        Rotation { cos: cos.to_kind(kind).unsqueeze(2), sin: sin.to_kind(kind).unsqueeze(2) }
+    }
+
+    /// Rotates the first `rotary_dim` dimensions of `x` `[B, T, heads, head_dim]` as transformers'
+    /// `apply_rotary_pos_emb` does (`x·cos + rotate_half(x)·sin`, same roundings).
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let head_dim = x.size()[3];
+        let rot_dim = self.cos.size()[3];
+        let rotate = |x: &Tensor| x * &self.cos + x.roll([rot_dim / 2], [-1]) * &self.sin;
+        if rot_dim == head_dim {
+            return rotate(x);
+        }
+        let pass = x.narrow(-1, rot_dim, head_dim - rot_dim);
+        Tensor::cat(&[&rotate(&x.narrow(-1, 0, rot_dim)), &pass], -1)
     }
 }
 
-fn rotate_half(x: &Tensor) -> Tensor {
-    let half = x.size()[x.dim() - 1] / 2;
-    let x1 = x.narrow(-1, 0, half);
-    let x2 = x.narrow(-1, half, half);
-    Tensor::cat(&[&x2.neg(), &x1], -1)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Rotates the first `cos.size(-1)` dimensions of `x` `[B, heads, T, head_dim]`;
-/// `cos`/`sin` are `[B, T, rotary_dim]`.
-pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    let head_dim = x.size()[3];
-    let rot_dim = cos.size()[2];
-    let cos = cos.unsqueeze(1);
-    let sin = sin.unsqueeze(1);
-    if rot_dim == head_dim {
-        return x * &cos + rotate_half(x) * &sin;
+    /// transformers' `apply_rotary_pos_emb` with `rotate_half`, on `[B, T, heads, head_dim]`.
+    fn reference(x: &Tensor, positions: &Tensor, inv_freq: &Tensor, kind: Kind) -> Tensor {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        let (cos, sin) =
+            (emb.cos().to_kind(kind).unsqueeze(2), emb.sin().to_kind(kind).unsqueeze(2));
+        let rot_dim = cos.size()[3];
+        let rot = x.narrow(-1, 0, rot_dim);
+        let half = rot_dim / 2;
+        let rotated =
+            Tensor::cat(&[&rot.narrow(-1, half, half).neg(), &rot.narrow(-1, 0, half)], -1);
+        let out = &rot * &cos + rotated * &sin;
+        let head_dim = x.size()[3];
+        Tensor::cat(&[&out, &x.narrow(-1, rot_dim, head_dim - rot_dim)], -1)
     }
-    let rot = x.narrow(-1, 0, rot_dim);
-    let pass = x.narrow(-1, rot_dim, head_dim - rot_dim);
-    let rotated = &rot * &cos + rotate_half(&rot) * &sin;
-    Tensor::cat(&[&rotated, &pass], -1)
+
+    fn inv_freq(rot_dim: i64) -> Tensor {
+        let i = Tensor::arange_start_step(0, rot_dim, 2, (Kind::Float, Device::Cpu));
+        (i / rot_dim as f64 * -(10_000f64.ln())).exp()
+    }
+
+    #[test]
+    fn rotation_is_bit_identical_to_rotate_half() {
+        tch::manual_seed(7);
+        for kind in [Kind::Float, Kind::BFloat16] {
+            for (head_dim, rot_dim) in [(16, 16), (16, 4), (12, 8)] {
+                let x =
+                    Tensor::randn([2, 5, 3, head_dim], (Kind::Float, Device::Cpu)).to_kind(kind);
+                let positions =
+                    Tensor::from_slice(&[0i64, 1, 2, 3, 4, 7, 9, 30, 31, 500]).view([2, 5]);
+                let inv = inv_freq(rot_dim);
+                let got = Rotation::new(&inv, 1.0, &positions, kind).apply(&x);
+                let want = reference(&x, &positions, &inv, kind);
+                assert_eq!(got.size(), want.size());
+                let diff = (got.to_kind(Kind::Float) - want.to_kind(Kind::Float))
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert_eq!(diff, 0.0, "{kind:?} head_dim {head_dim} rotary {rot_dim}");
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_turns_each_pair_by_position_times_frequency() {
+        // Closed form in f64: dims (i, i + half) rotate by the angle p·θ_i.
+        let (head_dim, half) = (8i64, 4usize);
+        let x: Vec<f32> = (0..head_dim).map(|i| 0.3 * i as f32 - 1.0).collect();
+        let theta: Vec<f64> = (0..half).map(|i| 10_000f64.powf(-((2 * i) as f64) / 8.0)).collect();
+        let inv = Tensor::from_slice(&theta.iter().map(|&t| t as f32).collect::<Vec<_>>());
+        let p = 5i64;
+        let rot = Rotation::new(&inv, 1.0, &Tensor::from_slice(&[p]).view([1, 1]), Kind::Float);
+        let got = rot.apply(&Tensor::from_slice(&x).view([1, 1, 1, head_dim]));
+        let got = Vec::<f32>::try_from(got.reshape([-1])).unwrap();
+        for i in 0..half {
+            let a = p as f64 * f64::from(theta[i] as f32);
+            let (x1, x2) = (f64::from(x[i]), f64::from(x[i + half]));
+            assert!((f64::from(got[i]) - (x1 * a.cos() - x2 * a.sin())).abs() < 1e-5);
+            assert!((f64::from(got[i + half]) - (x2 * a.cos() + x1 * a.sin())).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn scaling_multiplies_cos_and_sin() {
+        let inv = inv_freq(4);
+        let x = Tensor::ones([1, 1, 1, 4], (Kind::Float, Device::Cpu));
+        let positions = Tensor::from_slice(&[3i64]).view([1, 1]);
+        let one = Rotation::new(&inv, 1.0, &positions, Kind::Float).apply(&x);
+        let two = Rotation::new(&inv, 2.0, &positions, Kind::Float).apply(&x);
+        let diff = (two - one * 2.0).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
+    }
 }

@@ -11,7 +11,7 @@
 use tch::{Kind, Tensor};
 
 use super::cache::KvCache;
-use super::decoder::{KvWrite, Model, group_mask};
+use super::decoder::{AttnMask, KvWrite, Model, additive_mask, group_mask};
 use super::error::ModelError;
 use super::rope;
 
@@ -77,9 +77,12 @@ impl Model {
         let own = j.eq_tensor(&slot);
         let real = input.real.narrow(1, 0, input.view);
         let mask = real.logical_or(&own).logical_and(&causal).unsqueeze(1).unsqueeze(1);
-        let mask = group_mask(&mask, c.num_heads / c.num_kv_heads);
-        let (cos, sin) =
-            rope::cos_sin(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
+        let mask = AttnMask::Additive(additive_mask(
+            &group_mask(&mask, c.num_heads / c.num_kv_heads),
+            self.kind,
+        ));
+        let rotation =
+            rope::Rotation::new(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
 
         let mut x = Tensor::f_embedding(&self.embed, input.ids, -1, false, false)?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -89,13 +92,13 @@ impl Model {
                 slot: input.slot,
                 view: input.view,
             };
-            let attn = self.attention(layer, &layer.ln1.forward(&x), &cos, &sin, &mask, kv);
+            let attn = self.attention(layer, &layer.ln1.forward(&x), &rotation, &mask, kv);
             x = if c.parallel_residual {
-                let mlp = layer.mlp.forward(&layer.ln2.forward(&x));
+                let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
                 &mlp + &attn + &x
             } else {
                 let mid = &x + &attn;
-                layer.mlp.forward(&layer.ln2.forward(&mid)) + mid
+                layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp) + mid
             };
         }
         let x = self.final_norm.forward(&x);
