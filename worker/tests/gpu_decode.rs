@@ -27,6 +27,16 @@ fn gpu() -> Option<Device> {
     }
 }
 
+/// The GPU and the test model (`WAX_GPU_TEST_MODEL`) loaded on it in float32, if both exist.
+fn gpu_model() -> Option<(Device, Model)> {
+    let dev = gpu()?;
+    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else {
+        eprintln!("skipped: WAX_GPU_TEST_MODEL is not set");
+        return None;
+    };
+    Some((dev, Model::load(std::path::Path::new(&dir), dev, Kind::Float).unwrap()))
+}
+
 fn to_vec_i64(t: &Tensor) -> Vec<i64> {
     Vec::<i64>::try_from(&t.to_device(Device::Cpu)).unwrap()
 }
@@ -121,13 +131,8 @@ fn two_turns(model: &Model, decode: Decode, rows: usize) -> (Generation, Generat
 
 #[test]
 fn graph_decode_gives_the_tokens_of_the_eager_loop() {
-    let Some(dev) = gpu() else { return };
-    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else {
-        eprintln!("skipped: WAX_GPU_TEST_MODEL is not set");
-        return;
-    };
+    let Some((_, model)) = gpu_model() else { return };
     let _guard = tch::no_grad_guard();
-    let model = Model::load(std::path::Path::new(&dir), dev, Kind::Float).unwrap();
     let rows = 32;
     let (e1, e2) = two_turns(&model, Decode::Eager, rows);
     let (g1, g2) = two_turns(&model, Decode::Graph, rows);
@@ -150,13 +155,8 @@ fn graph_decode_gives_the_tokens_of_the_eager_loop() {
 
 #[test]
 fn packed_projections_and_causal_prefill_agree_with_the_general_path() {
-    let Some(dev) = gpu() else { return };
-    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else {
-        eprintln!("skipped: WAX_GPU_TEST_MODEL is not set");
-        return;
-    };
+    let Some((dev, mut model)) = gpu_model() else { return };
     let _guard = tch::no_grad_guard();
-    let mut model = Model::load(std::path::Path::new(&dir), dev, Kind::Float).unwrap();
     assert_eq!(model.packing(), Packing { qkv: true, mlp: true }, "the CUDA default");
     let vocab = model.config().vocab_size;
     // Four rows of 48 tokens; row r has r·5 left pads.
