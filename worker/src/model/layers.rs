@@ -80,10 +80,10 @@ pub struct Packing {
 }
 
 impl Packing {
-    /// Both on accelerators; q/k/v only on the CPU, where one `[H, 2I]` matmul measured ~10%
-    /// slower than the two `[H, I]` ones at builtin:100m width (batch 8, memory-bound), while the
-    /// packed q/k/v was as fast or faster. `WAX_PACKED_PROJECTIONS=0` turns both off (for A/B
-    /// benchmarks).
+    /// Both on accelerators; q/k/v only on the CPU, where (builtin:100m widths, 2 threads) one
+    /// `[H, 2I]` matmul measured ~10–20% slower than the two `[H, I]` ones for 8 rows, while the
+    /// packed q/k/v was ~15% faster for 8 rows (a decode step) and within 4% for 128.
+    /// `WAX_PACKED_PROJECTIONS=0` turns both off (for A/B benchmarks).
     pub fn default_for(device: tch::Device) -> Packing {
         if std::env::var("WAX_PACKED_PROJECTIONS").is_ok_and(|v| v == "0") {
             return Packing { qkv: false, mlp: false };
