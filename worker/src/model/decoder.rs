@@ -156,17 +156,17 @@ impl Loader<'_> {
 
     /// Linear maps reading the same input, each `(prefix, out)`, loaded into the row blocks of one
     /// packed matrix and registered as views of it (under their own names).
-    fn packed(
+    fn packed<const N: usize>(
         &mut self,
-        parts: &[(&str, i64)],
+        parts: [(&str, i64); N],
         inp: i64,
         bias: bool,
-    ) -> Result<(Vec<Linear>, Packed), ModelError> {
+    ) -> Result<([Linear; N], Packed), ModelError> {
         let rows = parts.iter().map(|p| p.1).sum();
         let packed = Packed::zeros(rows, inp, bias, self.kind, self.device);
         let mut start = 0;
         let mut linears = Vec::with_capacity(parts.len());
-        for &(prefix, out) in parts {
+        for (prefix, out) in parts {
             let (w, b) = packed.part(start, out);
             start += out;
             linears.push(Linear {
@@ -179,6 +179,8 @@ impl Loader<'_> {
                 lora: None,
             });
         }
+        let linears = <[Linear; N]>::try_from(linears)
+            .map_err(|l| ModelError::Input(format!("{} of {N} packed projections", l.len())))?;
         Ok((linears, packed))
     }
 
@@ -258,8 +260,8 @@ impl Model {
                 } else {
                     (None, None)
                 };
-                let (qkv, packed_qkv) = ld.packed(
-                    &[
+                let ([q, k, v], packed_qkv) = ld.packed(
+                    [
                         (&format!("{a}.q_proj"), qd),
                         (&format!("{a}.k_proj"), kvd),
                         (&format!("{a}.v_proj"), kvd),
@@ -267,18 +269,12 @@ impl Model {
                     h,
                     c.qkv_bias,
                 )?;
-                let [q, k, v] = <[Linear; 3]>::try_from(qkv).map_err(|_| {
-                    ModelError::Input("packed q/k/v: three projections expected".into())
-                })?;
                 let o = ld.linear(&format!("{a}.o_proj"), h, qd, c.o_bias)?;
-                let (gate_up, packed_mlp) = ld.packed(
-                    &[(&format!("{p}.mlp.gate_proj"), i), (&format!("{p}.mlp.up_proj"), i)],
+                let ([gate, up], packed_mlp) = ld.packed(
+                    [(&format!("{p}.mlp.gate_proj"), i), (&format!("{p}.mlp.up_proj"), i)],
                     h,
                     c.mlp_bias,
                 )?;
-                let [gate, up] = <[Linear; 2]>::try_from(gate_up).map_err(|_| {
-                    ModelError::Input("packed gate/up: two projections expected".into())
-                })?;
                 Layer {
                     ln1,
                     ln2,

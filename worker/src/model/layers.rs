@@ -55,18 +55,29 @@ impl Packed {
     /// parts' own parameters (the packed matrix is not a leaf of the autograd graph; gradients
     /// still reach the input).
     pub fn usable(&self, parts: &[&Linear]) -> bool {
-        parts.iter().all(|l| {
-            l.lora.as_ref().is_none_or(|a| a.merged)
-                && std::iter::once(&l.weight)
-                    .chain(l.bias.as_ref())
-                    // A view of a parameter requires grad exactly when gradient mode is on.
-                    .all(|t| !(t.requires_grad() && t.narrow(0, 0, 1).requires_grad()))
-        })
+        let adapters_merged = parts.iter().all(|l| l.lora.as_ref().is_none_or(|a| a.merged));
+        let trainable = parts.iter().any(|l| {
+            l.weight.requires_grad() || l.bias.as_ref().is_some_and(Tensor::requires_grad)
+        });
+        adapters_merged && !(trainable && grad_mode())
     }
 
     /// `x @ weight.T + bias` over all parts at once: the parts' outputs side by side.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// Whether libtorch's gradient mode is on for this thread (as `torch.is_grad_enabled()`).
+fn grad_mode() -> bool {
+    // SAFETY: the call sets the thread-local gradient mode and returns the previous one (or -1
+    // if libtorch threw); setting that previous value back leaves the mode as it was.
+    unsafe {
+        let previous = torch_sys::at_grad_set_enabled(1);
+        if previous >= 0 {
+            torch_sys::at_grad_set_enabled(previous);
+        }
+        previous != 0
     }
 }
 
