@@ -9,7 +9,9 @@ use tch::{Device, Kind, Tensor};
 use wax_worker::generate::{
     Allowed, Chunk, GenerateOptions, Generation, Sampling, Session, SteerSpec,
 };
-use wax_worker::model::{ForwardInput, HookPoint, Hooks, LayerSite, Model, SteerScope, TokenRole};
+use wax_worker::model::{
+    ForwardInput, HookPoint, Hooks, LayerSite, Model, SteerScope, Steering, TokenRole,
+};
 
 const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
 
@@ -209,6 +211,71 @@ fn steering_in_generation_zero_alpha_is_identity_and_nonzero_changes_output() {
     }
     assert_ne!(gen_only.tokens, plain.tokens);
     assert_ne!(run(8.0, SteerScope::All).tokens, plain.tokens);
+}
+
+/// Steered greedy decoding by re-running the whole sequence each step with `alpha·v` added at
+/// every position of `point`: the reference for steering in the cached, batched decode loop.
+fn steered_greedy_uncached(
+    model: &Model,
+    prompt: &[i64],
+    new: usize,
+    point: HookPoint,
+    v: &Tensor,
+    alpha: f64,
+) -> Vec<i64> {
+    let mut seq = prompt.to_vec();
+    for _ in 0..new {
+        let t = seq.len() as i64;
+        let mut hooks = Hooks::new();
+        hooks.steer(Steering {
+            point,
+            vector: v.shallow_clone(),
+            alpha,
+            mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
+        });
+        let input = ForwardInput {
+            input_ids: Tensor::from_slice(&seq).view([1, t]),
+            positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]),
+            attention_mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
+        };
+        let logits = model.forward(&input, None, &mut hooks).unwrap();
+        seq.push(logits.get(0).get(t - 1).argmax(-1, false).int64_value(&[]));
+    }
+    seq[prompt.len()..].to_vec()
+}
+
+#[test]
+fn steered_generation_matches_uncached_steered_decoding() {
+    let _guard = tch::no_grad_guard();
+    for name in ["qwen3", "gpt_neox"] {
+        let model = load(name);
+        let hidden = model.config().hidden_size;
+        let v = Tensor::randn([hidden], (Kind::Float, Device::Cpu)) * 3.0;
+        let point = HookPoint::layer(0, LayerSite::ResidMid);
+        let steer = vec![SteerSpec {
+            point,
+            vector: v.shallow_clone(),
+            alpha: 2.0,
+            scope: SteerScope::All,
+        }];
+        let mut s = Session::new(&model, &[3, 4, 5], 64, steer).unwrap();
+        let chunks: Vec<Chunk> =
+            prompts().iter().map(|p| Chunk::uniform(p.clone(), TokenRole::Prompt)).collect();
+        s.append(&chunks).unwrap();
+        let g = s
+            .generate(&GenerateOptions {
+                max_new_tokens: 10,
+                sampling: Sampling::GREEDY,
+                ..Default::default()
+            })
+            .unwrap();
+        let plain = session_greedy(&model, &prompts(), 10);
+        assert_ne!(g.tokens, plain.tokens, "{name}: the steering vector must matter here");
+        for (i, p) in prompts().iter().enumerate() {
+            let want = steered_greedy_uncached(&model, p, 10, point, &v, 2.0);
+            assert_eq!(g.tokens[i], want, "{name}: row {i}");
+        }
+    }
 }
 
 #[test]

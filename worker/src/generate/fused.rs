@@ -8,7 +8,7 @@
 //! worker/tests/gpu_decode.rs checks the agreement on the GPU machine.
 //!
 //! Used automatically for CUDA float32 logits with temperature > 0 and no top-k; set
-//! `WAX_FUSED_SAMPLER=0` to use the libtorch sampler everywhere. The kernel is compiled with
+//! `WAX_FUSED_SAMPLER=0` (read once per process) to use the libtorch sampler everywhere. The kernel is compiled with
 //! NVRTC once per process and device; if that fails the libtorch sampler is used (with one
 //! warning).
 
@@ -39,7 +39,13 @@ pub fn applies(logits: &Tensor, sampling: &Sampling) -> bool {
         && logits.dim() == 2
         && sampling.temperature > 0.0
         && sampling.top_k.is_none()
-        && !std::env::var("WAX_FUSED_SAMPLER").is_ok_and(|v| v == "0")
+        && !disabled()
+}
+
+/// `WAX_FUSED_SAMPLER=0`, read once per process (not on every sampler call).
+fn disabled() -> bool {
+    static DISABLED: OnceLock<bool> = OnceLock::new();
+    *DISABLED.get_or_init(|| std::env::var("WAX_FUSED_SAMPLER").is_ok_and(|v| v == "0"))
 }
 
 /// The kernel for the logits' device, compiling it on first use; `None` when it does not apply

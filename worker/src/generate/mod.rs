@@ -1,8 +1,10 @@
 //! Generation: sampling the next token reproducibly on the device ([`sampling`], [`noise`]) and
-//! batched multi-turn decoding over one preallocated KV cache ([`session`]), with the decode loop
-//! captured as CUDA graphs ([`graphed`]) and the sampler fused into one kernel ([`fused`]) on GPUs.
+//! batched multi-turn decoding over one preallocated KV cache ([`session`]) in one decode loop
+//! (`decode`), captured as CUDA graphs ([`graphed`]) and with the sampler fused into one kernel
+//! ([`fused`]) on GPUs.
 
 pub mod bench;
+mod decode;
 pub mod fused;
 pub mod graphed;
 pub mod noise;

@@ -16,7 +16,8 @@
 //! stop token, or the last one when the budget ran out) is carried over and fed at the start of
 //! the next `append`, so a multi-turn episode continues exactly where the model stopped.
 
-use super::sampling::{Sampling, sample};
+use super::decode::Feed;
+use super::sampling::Sampling;
 use crate::model::{
     ForwardInput, HookPoint, Hooks, KvCache, LogitsSelect, Model, ModelError, SteerScope, Steering,
     TokenRole, steering_mask,
@@ -373,21 +374,21 @@ impl<'m> Session<'m> {
                 opts.max_new_tokens
             )));
         }
-        let graphs = match opts.decode {
-            Decode::Eager => None,
-            Decode::Static => Some(false),
+        let feed = match opts.decode {
+            Decode::Eager => Feed::Eager,
+            Decode::Static => Feed::Static,
             Decode::Graph => {
                 self.graphs_apply(opts).map_err(GenerateError::Input)?;
-                Some(true)
+                Feed::Graphs
             }
-            Decode::Auto => self.graphs_apply(opts).ok().map(|()| true),
+            Decode::Auto => match self.graphs_apply(opts) {
+                Ok(()) => Feed::Graphs,
+                Err(_) => Feed::Eager,
+            },
         };
         // Only now is the call committed: a rejected request leaves the session as it was.
         let logits = self.last_logits.take().ok_or_else(no_prompt)?;
-        let decoded = match graphs {
-            Some(capture) => self.decode_static(opts, logits, &masks, &stops, capture)?,
-            None => self.decode_eager(opts, logits, &masks, &stops)?,
-        };
+        let decoded = self.decode(opts, logits, &masks, &stops, feed)?;
         self.last_graphed = decoded.graphed;
         self.finish(decoded)
     }
@@ -396,59 +397,6 @@ impl<'m> Session<'m> {
     /// decoded op by op, including after a failed capture in `Decode::Auto`).
     pub fn last_decode_graphed(&self) -> bool {
         self.last_graphed
-    }
-
-    /// The op-by-op decode loop.
-    pub(super) fn decode_eager(
-        &mut self,
-        opts: &GenerateOptions,
-        mut logits: Tensor,
-        masks: &[Tensor],
-        stops: &Tensor,
-    ) -> Result<Decoded, GenerateError> {
-        let b = self.batch();
-        let device = self.model.device();
-        let mut active = Tensor::ones([b as i64], (Kind::Bool, device));
-        let mut pos = Tensor::from_slice(&self.next_pos).to_device(device);
-        let mut last = Tensor::zeros([b as i64], (Kind::Int64, device));
-        let (mut toks, mut lps, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-        let mut steps_taken = 0usize;
-        for step in 0..opts.max_new_tokens {
-            let allowed = masks.get(step).or(masks.last());
-            let s = sample(&logits, &opts.sampling, allowed, &self.seeds, self.draws);
-            self.draws += 1;
-            steps_taken += 1;
-            // Rows that sample now are exactly the active ones; their token must be fed next.
-            let unfed = active.shallow_clone();
-            last = s.tokens.where_self(&unfed, &last);
-            toks.push(s.tokens);
-            lps.push(s.logprobs);
-            valid.push(unfed.shallow_clone());
-            let stopped_now = if opts.stop_tokens.is_empty() {
-                Tensor::zeros_like(&unfed)
-            } else {
-                Tensor::isin(&last, stops, false, false).logical_and(&unfed)
-            };
-            active = active.logical_and(&stopped_now.logical_not());
-            if step + 1 == opts.max_new_tokens {
-                break;
-            }
-            if opts.check_every > 0
-                && (step + 1) % opts.check_every == 0
-                && !bool::try_from(active.any()).unwrap_or(true)
-            {
-                break;
-            }
-            logits = self.feed(&last, &unfed, &mut pos)?;
-        }
-        Ok(Decoded {
-            tokens: Tensor::stack(&toks, 1),
-            logprobs: Tensor::stack(&lps, 1),
-            valid: Tensor::stack(&valid, 1),
-            active,
-            steps: steps_taken,
-            graphed: false,
-        })
     }
 
     /// Reads a decode loop's results back (once per call) and updates the conversation state.
@@ -488,7 +436,7 @@ impl<'m> Session<'m> {
 
     /// Feeds the last sampled token of the rows in `unfed` (pads elsewhere) into the next cache
     /// slot; returns the next-token logits `[B, V]`.
-    fn feed(
+    pub(super) fn feed(
         &mut self,
         last: &Tensor,
         unfed: &Tensor,

@@ -570,41 +570,13 @@ impl Model {
         };
 
         let mut x = Tensor::f_embedding(&self.embed, &input.input_ids, -1, false, false)?;
+        let mut taps = HookTaps { hooks: &mut *hooks, prep: &prep };
         for (l, layer) in self.layers.iter().enumerate() {
-            let point = |site| HookPoint::Layer { layer: l, site };
-            x = hooks.site(&prep, point(LayerSite::ResidPre), x);
             let kv = match cache.as_deref_mut() {
                 Some(k) => KvWrite::At { keys: &k.keys[l], values: &k.values[l], past },
                 None => KvWrite::None,
             };
-            let attn = self.attention(layer, &layer.ln1.forward(&x), &rotation, &mask, kv);
-            let attn = hooks.site(&prep, point(LayerSite::AttnOut), attn);
-            let out = if c.parallel_residual {
-                let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
-                let mid_delta = hooks.delta(&prep, point(LayerSite::ResidMid));
-                if prep_any(&prep) {
-                    let mid = match &mid_delta {
-                        Some(d) => &x + &attn + d,
-                        None => &x + &attn,
-                    };
-                    hooks.record(&prep, point(LayerSite::ResidMid), &mid);
-                }
-                let mlp = hooks.site(&prep, point(LayerSite::MlpOut), mlp);
-                let out = &mlp + &attn + &x;
-                match mid_delta {
-                    Some(d) => out + d,
-                    None => out,
-                }
-            } else {
-                let mid = hooks.site(&prep, point(LayerSite::ResidMid), &x + &attn);
-                let mlp = hooks.site(
-                    &prep,
-                    point(LayerSite::MlpOut),
-                    layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp),
-                );
-                mlp + mid
-            };
-            x = hooks.site(&prep, point(LayerSite::ResidPost), out);
+            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps);
         }
         if let Some(k) = cache {
             k.advance(t);
@@ -619,6 +591,51 @@ impl Model {
         }
         let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
         Ok(hooks.site(&prep, HookPoint::Logits, logits))
+    }
+
+    /// One decoder block on the residual stream `x`, with its hook points tapped by `taps`: the
+    /// same arithmetic for a hooked forward pass and for the graph-ready decode step.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn block(
+        &self,
+        l: usize,
+        layer: &Layer,
+        x: Tensor,
+        rotation: &rope::Rotation,
+        mask: &AttnMask,
+        kv: KvWrite<'_>,
+        taps: &mut impl Taps,
+    ) -> Tensor {
+        let point = |site| HookPoint::Layer { layer: l, site };
+        let x = taps.site(point(LayerSite::ResidPre), x);
+        let attn = self.attention(layer, &layer.ln1.forward(&x), rotation, mask, kv);
+        let attn = taps.site(point(LayerSite::AttnOut), attn);
+        let out = if self.config.parallel_residual {
+            let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
+            // No tensor carries resid_mid here: it is recorded (and steered) as x + attn.
+            let mid_delta = taps.delta(point(LayerSite::ResidMid));
+            if taps.any() {
+                let mid = match &mid_delta {
+                    Some(d) => &x + &attn + d,
+                    None => &x + &attn,
+                };
+                taps.record(point(LayerSite::ResidMid), &mid);
+            }
+            let mlp = taps.site(point(LayerSite::MlpOut), mlp);
+            let out = &mlp + &attn + &x;
+            match mid_delta {
+                Some(d) => out + d,
+                None => out,
+            }
+        } else {
+            let mid = taps.site(point(LayerSite::ResidMid), &x + &attn);
+            let mlp = taps.site(
+                point(LayerSite::MlpOut),
+                layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp),
+            );
+            mlp + mid
+        };
+        taps.site(point(LayerSite::ResidPost), out)
     }
 
     pub(super) fn attention(
@@ -728,8 +745,53 @@ pub(super) enum KvWrite<'a> {
     Slot { keys: &'a Tensor, values: &'a Tensor, slot: &'a Tensor, view: i64 },
 }
 
-fn prep_any(prep: &Prepared) -> bool {
-    prep.any()
+/// What a block does at its hook points.
+pub(super) trait Taps {
+    /// The tensor at `point` after capture and steering.
+    fn site(&mut self, point: HookPoint, x: Tensor) -> Tensor;
+    /// The steering added at `point` (for a point no tensor carries).
+    fn delta(&self, point: HookPoint) -> Option<Tensor>;
+    /// Captures `x` at `point`.
+    fn record(&mut self, point: HookPoint, x: &Tensor);
+    /// Whether any hook is set.
+    fn any(&self) -> bool;
+}
+
+/// The hooks of one forward pass.
+struct HookTaps<'a> {
+    hooks: &'a mut Hooks,
+    prep: &'a Prepared,
+}
+
+impl Taps for HookTaps<'_> {
+    fn site(&mut self, point: HookPoint, x: Tensor) -> Tensor {
+        self.hooks.site(self.prep, point, x)
+    }
+    fn delta(&self, point: HookPoint) -> Option<Tensor> {
+        self.hooks.delta(self.prep, point)
+    }
+    fn record(&mut self, point: HookPoint, x: &Tensor) {
+        self.hooks.record(self.prep, point, x)
+    }
+    fn any(&self) -> bool {
+        self.prep.any()
+    }
+}
+
+/// No hooks: the graph-ready decode step.
+pub(super) struct NoTaps;
+
+impl Taps for NoTaps {
+    fn site(&mut self, _: HookPoint, x: Tensor) -> Tensor {
+        x
+    }
+    fn delta(&self, _: HookPoint) -> Option<Tensor> {
+        None
+    }
+    fn record(&mut self, _: HookPoint, _: &Tensor) {}
+    fn any(&self) -> bool {
+        false
+    }
 }
 
 /// `[B, 1, T, S]` → `[B, 1, n·T, S]`: the mask of grouped queries (query heads `g·n .. g·n + n`

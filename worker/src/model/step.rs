@@ -5,13 +5,13 @@
 //! host-known lengths, so each call is different work. Here everything that changes from one
 //! step to the next — token ids, positions, which slots are real, the slot written — lives in
 //! tensors the caller updates in place, and the same recorded work serves every step whose slot
-//! lies inside the attended window. The arithmetic is that of `forward_select` (same ops in the
-//! same order); the tests check the two agree.
+//! lies inside the attended window. Each block runs [`Model::block`], the code `forward_select`
+//! runs, without hooks; the tests check the two agree.
 
 use tch::{Kind, Tensor};
 
 use super::cache::KvCache;
-use super::decoder::{AttnMask, KvWrite, Model, additive_mask, group_mask};
+use super::decoder::{AttnMask, KvWrite, Model, NoTaps, additive_mask, group_mask};
 use super::error::ModelError;
 use super::rope;
 
@@ -92,14 +92,7 @@ impl Model {
                 slot: input.slot,
                 view: input.view,
             };
-            let attn = self.attention(layer, &layer.ln1.forward(&x), &rotation, &mask, kv);
-            x = if c.parallel_residual {
-                let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
-                &mlp + &attn + &x
-            } else {
-                let mid = &x + &attn;
-                layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp) + mid
-            };
+            x = self.block(l, layer, x, &rotation, &mask, kv, &mut NoTaps);
         }
         let x = self.final_norm.forward(&x);
         Ok(x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float).squeeze_dim(1))

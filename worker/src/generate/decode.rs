@@ -1,0 +1,203 @@
+//! The decode loop: one loop for every [`Decode`] mode, over per-row state kept on the device.
+//!
+//! Each step samples a token for every row and records it ("sample"), then feeds the rows' new
+//! tokens to the model ("feed"). The sample piece and the bookkeeping around it — the last token,
+//! stop tokens, the output columns, the noise counter — are the same in every mode; only the feed
+//! differs:
+//! - [`Feed::Eager`]: `Model::forward_sampled` op by op, with hooks (steering);
+//! - [`Feed::Static`]: the graph-ready `Model::forward_step` op by op, on any device;
+//! - [`Feed::Graphs`]: both pieces captured as CUDA graphs and replayed ([`super::graphed`]).
+//!
+//! All state lives in device tensors allocated before the first step and updated in place, which
+//! is what lets a CUDA graph record a step once. A step reads nothing back to the host, except the
+//! optional "has everyone stopped?" check every `check_every` steps.
+
+use super::graphed::{self, WINDOW};
+use super::sampling::{Sampling, sample_at};
+use super::session::{Decode, Decoded, GenerateError, GenerateOptions, Session};
+use tch::{Kind, Tensor};
+
+/// How the loop feeds sampled tokens to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Feed {
+    /// `forward_sampled` with hooks, op by op.
+    Eager,
+    /// `forward_step` op by op.
+    Static,
+    /// `forward_step` and the sample piece replayed as captured CUDA graphs.
+    Graphs,
+}
+
+/// The decode loop's device-side state.
+pub(super) struct State {
+    /// `[B, V]` float32 next-token logits.
+    pub(super) logits: Tensor,
+    /// `[B]` bool: rows still generating.
+    pub(super) active: Tensor,
+    /// `[B]` bool: rows that sampled at the latest step (their token is fed next).
+    pub(super) unfed: Tensor,
+    /// `[B]` int64: each row's latest sampled token.
+    pub(super) last: Tensor,
+    /// `[B]` int64: the next position of each row.
+    pub(super) pos: Tensor,
+    /// One int64: the noise counter (the session's `draws`).
+    pub(super) draw: Tensor,
+    /// One int64: the output column of the next sample.
+    pub(super) column: Tensor,
+    /// One int64: the cache slot of the next feed.
+    pub(super) slot: Tensor,
+    /// `[B, N]` outputs.
+    pub(super) tokens: Tensor,
+    pub(super) logprobs: Tensor,
+    pub(super) valid: Tensor,
+    /// `[V]` bool: this step's allowed tokens (copied in before each step when masks vary).
+    pub(super) allowed: Option<Tensor>,
+}
+
+impl State {
+    /// Every tensor of the state (a graph capture saves and restores them).
+    pub(super) fn buffers(&self) -> Vec<&Tensor> {
+        let mut v = vec![
+            &self.logits,
+            &self.active,
+            &self.unfed,
+            &self.last,
+            &self.pos,
+            &self.draw,
+            &self.column,
+            &self.slot,
+            &self.tokens,
+            &self.logprobs,
+            &self.valid,
+        ];
+        v.extend(self.allowed.as_ref());
+        v
+    }
+}
+
+/// Everything the sample piece reads besides the state.
+pub(super) struct Pieces<'a> {
+    pub(super) sampling: Sampling,
+    pub(super) seeds: &'a Tensor,
+    pub(super) stops: Option<&'a Tensor>,
+}
+
+/// `dst ← src`, in place.
+pub(super) fn set(dst: &Tensor, src: &Tensor) {
+    dst.shallow_clone().copy_(src);
+}
+
+/// Draws a token for every row from `st.logits`, records it in column `st.column`, retires the
+/// rows that sampled a stop token, and advances the noise counter and the column.
+pub(super) fn sample_piece(st: &State, p: &Pieces) -> Result<(), GenerateError> {
+    let s = sample_at(&st.logits, &p.sampling, st.allowed.as_ref(), p.seeds, &st.draw);
+    // Rows that sample now are exactly the active ones; their token must be fed next.
+    set(&st.unfed, &st.active);
+    set(&st.last, &s.tokens.where_self(&st.unfed, &st.last));
+    let _ = st.tokens.shallow_clone().index_copy_(1, &st.column, &s.tokens.unsqueeze(1));
+    let lp = s.logprobs.to_kind(Kind::Float).unsqueeze(1);
+    let _ = st.logprobs.shallow_clone().index_copy_(1, &st.column, &lp);
+    let _ = st.valid.shallow_clone().index_copy_(1, &st.column, &st.unfed.unsqueeze(1));
+    if let Some(stops) = p.stops {
+        let stopped = Tensor::isin(&st.last, stops, false, false).logical_and(&st.unfed);
+        set(&st.active, &st.active.logical_and(&stopped.logical_not()));
+    }
+    let _ = st.draw.shallow_clone().g_add_scalar_(1);
+    let _ = st.column.shallow_clone().g_add_scalar_(1);
+    Ok(())
+}
+
+impl Session<'_> {
+    /// Decodes up to `opts.max_new_tokens` per row from `logits` (the latest append's). With
+    /// [`Feed::Graphs`], a failed capture is an error for [`Decode::Graph`] and falls back to
+    /// [`Feed::Eager`] (with one warning per process) otherwise.
+    pub(super) fn decode(
+        &mut self,
+        opts: &GenerateOptions,
+        logits: Tensor,
+        masks: &[Tensor],
+        stops: &Tensor,
+        mut feed: Feed,
+    ) -> Result<Decoded, GenerateError> {
+        let device = self.model.device();
+        let b = self.batch() as i64;
+        let n = opts.max_new_tokens as i64;
+        let one = |v: i64| Tensor::from_slice(&[v]).to_device(device);
+        let mut st = State {
+            logits: logits.to_kind(Kind::Float).contiguous(),
+            active: Tensor::ones([b], (Kind::Bool, device)),
+            unfed: Tensor::ones([b], (Kind::Bool, device)),
+            last: Tensor::zeros([b], (Kind::Int64, device)),
+            pos: Tensor::from_slice(self.lengths()).to_device(device),
+            draw: one(self.draws),
+            column: one(0),
+            slot: one(self.cache.len()),
+            tokens: Tensor::zeros([b, n], (Kind::Int64, device)),
+            logprobs: Tensor::zeros([b, n], (Kind::Float, device)),
+            valid: Tensor::zeros([b, n], (Kind::Bool, device)),
+            allowed: masks.first().map(|m| m.copy()),
+        };
+        let seeds = self.seeds.shallow_clone();
+        let pieces = Pieces {
+            sampling: opts.sampling,
+            seeds: &seeds,
+            stops: (!opts.stop_tokens.is_empty()).then_some(stops),
+        };
+        let mut graphs = None;
+        if feed == Feed::Graphs {
+            match self.start_graphs(&st, &pieces) {
+                Ok(g) => graphs = Some(g),
+                Err(e) if opts.decode == Decode::Graph => return Err(e),
+                Err(e) => {
+                    graphed::warn_fallback(&e);
+                    feed = Feed::Eager;
+                }
+            }
+        }
+        let mut steps = 0usize;
+        for step in 0..opts.max_new_tokens {
+            if step > 0
+                && step < masks.len()
+                && let Some(a) = &st.allowed
+            {
+                set(a, &masks[step]);
+            }
+            match &graphs {
+                Some(g) => g.replay_sample()?,
+                None => sample_piece(&st, &pieces)?,
+            }
+            self.draws += 1;
+            steps += 1;
+            if step + 1 == opts.max_new_tokens {
+                break;
+            }
+            if opts.check_every > 0
+                && (step + 1) % opts.check_every == 0
+                && !bool::try_from(st.active.any()).unwrap_or(true)
+            {
+                break;
+            }
+            match feed {
+                // `forward_sampled` advances the cache itself.
+                Feed::Eager => st.logits = self.feed(&st.last, &st.unfed, &mut st.pos)?,
+                Feed::Static | Feed::Graphs => {
+                    let slot = self.cache.len();
+                    let view = ((slot / WINDOW + 1) * WINDOW).min(self.cache.capacity());
+                    match graphs.as_mut() {
+                        Some(g) => self.replay_feed(g, &st, &pieces, view)?,
+                        None => self.feed_piece(&st, view)?,
+                    }
+                    self.cache.advance(1);
+                }
+            }
+        }
+        Ok(Decoded {
+            tokens: st.tokens,
+            logprobs: st.logprobs,
+            valid: st.valid,
+            active: st.active,
+            steps,
+            graphed: graphs.is_some(),
+        })
+    }
+}
