@@ -5,7 +5,8 @@
 #   1. `wax doctor` (libtorch sees CUDA);
 #   2. a random-init Qwen3-0.6B-shaped model in bf16 (scripts/device/decode_bench.py make);
 #   3. GPU tests (worker/tests/gpu_decode.rs): the fused sampler kernel against the libtorch
-#      sampler, and CUDA-graph decoding against the op-by-op loop;
+#      sampler, CUDA-graph decoding against the op-by-op loop (plain and steered), packed
+#      projections and causal prefill against the general path;
 #   4. wax's decode throughput, batch 512, 64-token prompts, 64 new tokens, top-p 0.95: as shipped
 #      (CUDA graphs + fused sampler + packed projections), op by op, and without packed q/k/v and
 #      gate/up matmuls (WAX_PACKED_PROJECTIONS=0);

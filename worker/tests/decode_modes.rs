@@ -10,9 +10,9 @@ mod fixtures;
 use fixtures::model_dir;
 use tch::{Device, Kind};
 use wax_worker::generate::{
-    Allowed, Chunk, Decode, GenerateOptions, Generation, Sampling, Session,
+    Allowed, Chunk, Decode, GenerateOptions, Generation, Sampling, Session, SteerSpec,
 };
-use wax_worker::model::{Model, TokenRole};
+use wax_worker::model::{HookPoint, LayerSite, Model, SteerScope, TokenRole};
 
 const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
 
@@ -27,11 +27,20 @@ fn chunks(rows: &[Vec<i64>]) -> Vec<Chunk> {
 /// Two turns: a long first prompt so that decoding crosses the 128-slot window boundary, then a
 /// user message and a second generation with per-step allowed sets and a stop token.
 fn conversation(model: &Model, decode: Decode) -> (Generation, Generation, Vec<i64>) {
+    steered_conversation(model, decode, Vec::new())
+}
+
+/// [`conversation`] with the session steered by `steering`.
+fn steered_conversation(
+    model: &Model,
+    decode: Decode,
+    steering: Vec<SteerSpec>,
+) -> (Generation, Generation, Vec<i64>) {
     let vocab = model.config().vocab_size;
     let first: Vec<Vec<i64>> = (0..3)
         .map(|r| (0..(110 + 3 * r)).map(|i| ((i * 37 + r * 11 + 5) % (vocab - 1)) + 1).collect())
         .collect();
-    let mut s = Session::new(model, &[7, 8, 9], 200, Vec::new()).unwrap();
+    let mut s = Session::new(model, &[7, 8, 9], 200, steering).unwrap();
     s.append(&chunks(&first)).unwrap();
     let a = s
         .generate(&GenerateOptions {
@@ -110,7 +119,14 @@ fn the_step_forward_matches_the_cached_forward() {
         let real = Tensor::zeros([b, 40], (Kind::Bool, Device::Cpu));
         let _ = real.narrow(1, 0, t + 1).fill_(1);
         let slot = Tensor::from_slice(&[t]);
-        let input = StepInput { ids: &next, positions: &pos, real: &real, slot: &slot, view: 32 };
+        let input = StepInput {
+            ids: &next,
+            positions: &pos,
+            real: &real,
+            slot: &slot,
+            view: 32,
+            steering: &[],
+        };
         let got = model.forward_step(&input, &c2).unwrap();
         let diff = (got - want).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{name}: max |Δlogit| {diff}");
@@ -133,6 +149,54 @@ fn static_decode_equals_eager_decode_on_every_family() {
                 assert!([20, 21, 22, 23].contains(&t), "{name}: first token {t}");
             }
         }
+    }
+}
+
+/// Steering entries of every kind the graph-ready step takes: two at one point (summed), a
+/// parallel-residual-sensitive resid_mid, the final norm, and a scope that starts mid-decode.
+fn steering(model: &Model, seed: i64) -> Vec<SteerSpec> {
+    use tch::Tensor;
+    let c = model.config();
+    let v = |s: i64| {
+        tch::manual_seed(seed * 10 + s);
+        Tensor::randn([c.hidden_size], (Kind::Float, Device::Cpu))
+    };
+    let last = c.num_layers as usize - 1;
+    vec![
+        SteerSpec {
+            point: HookPoint::layer(0, LayerSite::ResidMid),
+            vector: v(0),
+            alpha: 3.0,
+            scope: SteerScope::AssistantTurns,
+        },
+        SteerSpec {
+            point: HookPoint::layer(last, LayerSite::ResidPost),
+            vector: v(1),
+            alpha: 2.0,
+            scope: SteerScope::Generated,
+        },
+        SteerSpec {
+            point: HookPoint::layer(last, LayerSite::ResidPost),
+            vector: v(2),
+            alpha: -1.5,
+            scope: SteerScope::FromIndex(125),
+        },
+        SteerSpec { point: HookPoint::FinalNorm, vector: v(3), alpha: 0.5, scope: SteerScope::All },
+    ]
+}
+
+#[test]
+fn steered_static_decode_equals_steered_eager_decode() {
+    for name in FAMILIES {
+        let model = load(name);
+        let (a1, b1, len1) = steered_conversation(&model, Decode::Eager, steering(&model, 1));
+        let (a2, b2, len2) = steered_conversation(&model, Decode::Static, steering(&model, 1));
+        assert_same(name, "steered turn 1 (top-p)", &a1, &a2, 1e-2);
+        assert_same(name, "steered turn 2", &b1, &b2, 1e-4);
+        assert_eq!(len1, len2, "{name}: positions after two turns");
+        // The steering took effect: an unsteered conversation samples other tokens.
+        let (a0, _, _) = conversation(&model, Decode::Static);
+        assert_ne!(a0.tokens, a2.tokens, "{name}: steering changed nothing");
     }
 }
 

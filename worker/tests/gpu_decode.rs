@@ -5,7 +5,9 @@
 //!   with the same log-probs, over temperatures, top-p values, allowed sets and flat or peaked
 //!   rows;
 //! - decoding through captured CUDA graphs gives the tokens of the op-by-op loop (greedy, fp32),
-//!   across a 128-slot window boundary, and a second turn continues from the same state;
+//!   across a 128-slot window boundary, and a second turn continues from the same state; the
+//!   same with the session steered (the paper's assistant-turn steering, and a scope that starts
+//!   mid-decode);
 //! - packed q/k/v and gate/up matmuls give the logits of the separate ones, and a batch without
 //!   padding (plain causal attention, grouped heads in the kernel) the logits of the masked path.
 //!
@@ -14,9 +16,12 @@
 
 use tch::{Device, Kind, Tensor};
 use wax_worker::generate::{
-    Chunk, Decode, GenerateOptions, Generation, Sampling, Session, sample_at, sample_reference,
+    Chunk, Decode, GenerateOptions, Generation, Sampling, Session, SteerSpec, sample_at,
+    sample_reference,
 };
-use wax_worker::model::{ForwardInput, Hooks, Model, Packing, TokenRole};
+use wax_worker::model::{
+    ForwardInput, HookPoint, Hooks, LayerSite, Model, Packing, SteerScope, TokenRole,
+};
 
 fn gpu() -> Option<Device> {
     if std::env::var("WAX_GPU_TESTS").is_ok_and(|v| v == "1") && tch::Cuda::is_available() {
@@ -103,6 +108,15 @@ fn fused_sampler_draws_what_the_libtorch_sampler_draws() {
 }
 
 fn two_turns(model: &Model, decode: Decode, rows: usize) -> (Generation, Generation) {
+    steered_two_turns(model, decode, rows, Vec::new())
+}
+
+fn steered_two_turns(
+    model: &Model,
+    decode: Decode,
+    rows: usize,
+    steering: Vec<SteerSpec>,
+) -> (Generation, Generation) {
     let vocab = model.config().vocab_size;
     let seeds: Vec<u64> = (0..rows as u64).collect();
     let prompts: Vec<Chunk> = (0..rows as i64)
@@ -112,7 +126,7 @@ fn two_turns(model: &Model, decode: Decode, rows: usize) -> (Generation, Generat
             Chunk::uniform(toks, TokenRole::Prompt)
         })
         .collect();
-    let mut s = Session::new(model, &seeds, 200, Vec::new()).unwrap();
+    let mut s = Session::new(model, &seeds, 200, steering).unwrap();
     s.append(&prompts).unwrap();
     let opts = GenerateOptions {
         max_new_tokens: 40,
@@ -151,6 +165,51 @@ fn graph_decode_gives_the_tokens_of_the_eager_loop() {
     // addresses, a wrong slot) diverges on every row.
     assert!(same1 * 10 >= rows * 9, "{line}");
     assert!(same2 * 10 >= rows * 9, "{line}");
+}
+
+#[test]
+fn steered_graph_decode_gives_the_tokens_of_the_steered_eager_loop() {
+    let Some((dev, model)) = gpu_model() else { return };
+    let _guard = tch::no_grad_guard();
+    let rows = 32;
+    let c = model.config();
+    let steering = || {
+        tch::manual_seed(5);
+        let v = Tensor::randn([c.hidden_size], (Kind::Float, dev));
+        let u = Tensor::randn([c.hidden_size], (Kind::Float, dev));
+        let l = c.num_layers as usize * 2 / 3;
+        vec![
+            SteerSpec {
+                point: HookPoint::layer(l, LayerSite::ResidPost),
+                vector: v,
+                alpha: 4.0,
+                scope: SteerScope::AssistantTurns,
+            },
+            SteerSpec {
+                point: HookPoint::layer(l / 2, LayerSite::ResidMid),
+                vector: u,
+                alpha: 2.0,
+                scope: SteerScope::FromIndex(120),
+            },
+        ]
+    };
+    let (e1, e2) = steered_two_turns(&model, Decode::Eager, rows, steering());
+    let (g1, g2) = steered_two_turns(&model, Decode::Graph, rows, steering());
+    let (p1, _) = two_turns(&model, Decode::Graph, rows);
+    let same1 = e1.tokens.iter().zip(&g1.tokens).filter(|(a, b)| a == b).count();
+    let same2 = e2.tokens.iter().zip(&g2.tokens).filter(|(a, b)| a == b).count();
+    let plain = p1.tokens.iter().zip(&g1.tokens).filter(|(a, b)| a == b).count();
+    let line = format!(
+        "steered greedy fp32, {rows} rows: graph vs eager turn 1 {same1}/{rows} rows identical, \
+         turn 2 {same2}/{rows}; unsteered graph vs steered graph {plain}/{rows}"
+    );
+    eprintln!("{line}");
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/steered_graph_vs_eager.txt"), line.clone() + "\n");
+    }
+    assert!(same1 * 10 >= rows * 9, "{line}");
+    assert!(same2 * 10 >= rows * 9, "{line}");
+    assert!(plain < rows, "steering changed no row: {line}");
 }
 
 #[test]

@@ -306,3 +306,36 @@ fn cache_and_input_errors_are_reported() {
     };
     assert!(f.model.forward(&oob, None, &mut Hooks::new()).is_err());
 }
+
+/// With logits for the last position only, hooks at the final norm still see every position of
+/// the call: steering there gives the last row of the all-positions forward, and a masked capture
+/// keeps the rows its `[B, T]` mask names.
+#[test]
+fn final_norm_hooks_see_every_position_when_only_the_last_logits_are_computed() {
+    let _guard = tch::no_grad_guard();
+    let f = fixture("qwen3");
+    let h = f.model.config().hidden_size;
+    let t = f.mask.size()[1];
+    let hooks = || {
+        let mut hooks = Hooks::new();
+        hooks.steer(Steering {
+            point: HookPoint::FinalNorm,
+            vector: random_vector(h, 7),
+            alpha: 3.0,
+            mask: f.mask.shallow_clone(),
+        });
+        hooks.capture("norm", HookPoint::FinalNorm, Positions::Mask(f.mask.shallow_clone()));
+        hooks
+    };
+    let mut all = hooks();
+    let want = f.model.forward_select(&f.input, None, &mut all, LogitsSelect::All).unwrap();
+    let mut last = hooks();
+    let got = f.model.forward_select(&f.input, None, &mut last, LogitsSelect::Last).unwrap();
+    assert_eq!(got.size(), [want.size()[0], 1, want.size()[2]]);
+    let diff = (got - want.narrow(1, t - 1, 1)).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "last-position logits differ by {diff}");
+    assert!(last.get("norm").unwrap().equal(all.get("norm").unwrap()));
+    let mut plain = Hooks::new();
+    let unsteered = f.model.forward_select(&f.input, None, &mut plain, LogitsSelect::Last).unwrap();
+    assert!(!unsteered.allclose(&want.narrow(1, t - 1, 1), 1e-5, 1e-5, false));
+}

@@ -4,8 +4,9 @@
 //! tokens to the model ("feed"). The sample piece and the bookkeeping around it — the last token,
 //! stop tokens, the output columns, the noise counter — are the same in every mode; only the feed
 //! differs:
-//! - [`Feed::Eager`]: `Model::forward_sampled` op by op, with hooks (steering);
-//! - [`Feed::Static`]: the graph-ready `Model::forward_step` op by op, on any device;
+//! - [`Feed::Eager`]: `Model::forward_sampled` op by op, through the hooks;
+//! - [`Feed::Static`]: the graph-ready `Model::forward_step` op by op, on any device, with the
+//!   steering masks computed on the device from the loop's state;
 //! - [`Feed::Graphs`]: both pieces captured as CUDA graphs and replayed ([`super::graphed`]).
 //!
 //! All state lives in device tensors allocated before the first step and updated in place, which
@@ -15,12 +16,13 @@
 use super::graphed::{self, WINDOW};
 use super::sampling::{Sampling, sample_at};
 use super::session::{Decode, Decoded, GenerateError, GenerateOptions, Session};
+use crate::model::{HookPoint, SteerScope};
 use tch::{Kind, Tensor};
 
 /// How the loop feeds sampled tokens to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Feed {
-    /// `forward_sampled` with hooks, op by op.
+    /// `forward_sampled` through the hooks, op by op.
     Eager,
     /// `forward_step` op by op.
     Static,
@@ -75,11 +77,13 @@ impl State {
     }
 }
 
-/// Everything the sample piece reads besides the state.
+/// Everything the two pieces read besides the state.
 pub(super) struct Pieces<'a> {
     pub(super) sampling: Sampling,
     pub(super) seeds: &'a Tensor,
     pub(super) stops: Option<&'a Tensor>,
+    /// The session's steering: point, scope and α·v in the model's kind (as `Hooks` scales it).
+    pub(super) steer: Vec<(HookPoint, SteerScope, Tensor)>,
 }
 
 /// `dst ← src`, in place.
@@ -138,10 +142,17 @@ impl Session<'_> {
             allowed: masks.first().map(|m| m.copy()),
         };
         let seeds = self.seeds.shallow_clone();
+        let kind = self.model.kind();
+        let steer = self
+            .steering
+            .iter()
+            .map(|s| (s.point, s.scope, (s.vector.to_kind(Kind::Float) * s.alpha).to_kind(kind)))
+            .collect();
         let pieces = Pieces {
             sampling: opts.sampling,
             seeds: &seeds,
             stops: (!opts.stop_tokens.is_empty()).then_some(stops),
+            steer,
         };
         let mut graphs = None;
         if feed == Feed::Graphs {
@@ -185,7 +196,7 @@ impl Session<'_> {
                     let view = ((slot / WINDOW + 1) * WINDOW).min(self.cache.capacity());
                     match graphs.as_mut() {
                         Some(g) => self.replay_feed(g, &st, &pieces, view)?,
-                        None => self.feed_piece(&st, view)?,
+                        None => self.feed_piece(&st, &pieces, view)?,
                     }
                     self.cache.advance(1);
                 }

@@ -16,7 +16,7 @@
 use super::decode::{Pieces, State, sample_piece, set};
 use super::session::{Decode, GenerateError, GenerateOptions, Session};
 use crate::cuda_graph::{self, CudaGraph, PoolId};
-use crate::model::{ModelError, StepInput};
+use crate::model::{ModelError, SteerScope, StepInput, StepSteer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
@@ -38,9 +38,6 @@ impl Session<'_> {
         }
         if !cuda_graph::available() {
             return Err("this build has no CUDA-graph support".into());
-        }
-        if !self.steering.is_empty() {
-            return Err("steered sessions decode op by op".into());
         }
         if !self.model.supports_step() {
             return Err("dynamic RoPE scaling decodes op by op".into());
@@ -92,13 +89,41 @@ impl Session<'_> {
         graphs.feeds[i].1.replay().map_err(graph_err)
     }
 
-    /// Feeds every row's latest token at the slot `st.slot`; the new logits replace `st.logits`.
-    pub(super) fn feed_piece(&self, st: &State, view: i64) -> Result<(), GenerateError> {
+    /// Feeds every row's latest token at the slot `st.slot`, steered as the session says; the
+    /// new logits replace `st.logits`.
+    pub(super) fn feed_piece(
+        &self,
+        st: &State,
+        pieces: &Pieces,
+        view: i64,
+    ) -> Result<(), GenerateError> {
         let _ = self.slots.shallow_clone().index_copy_(1, &st.slot, &st.unfed.unsqueeze(1));
         let ids = st.last.unsqueeze(1);
         let positions = st.pos.unsqueeze(1);
-        let input =
-            StepInput { ids: &ids, positions: &positions, real: &self.slots, slot: &st.slot, view };
+        // The rows each entry steers, as the eager feed's masks: every fed token was generated,
+        // so it is inside every scope but `FromIndex(k)`, which also needs position ≥ k.
+        let steering: Vec<StepSteer> = pieces
+            .steer
+            .iter()
+            .map(|(point, scope, vector)| StepSteer {
+                point: *point,
+                vector,
+                rows: match scope {
+                    SteerScope::FromIndex(k) => st.unfed.logical_and(&st.pos.ge(*k)),
+                    SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => {
+                        st.unfed.shallow_clone()
+                    }
+                },
+            })
+            .collect();
+        let input = StepInput {
+            ids: &ids,
+            positions: &positions,
+            real: &self.slots,
+            slot: &st.slot,
+            view,
+            steering: &steering,
+        };
         let logits = self.model.forward_step(&input, &self.cache)?;
         set(&st.logits, &logits);
         let _ = st.pos.shallow_clone().g_add_(&st.unfed.to_kind(Kind::Int64));
@@ -120,7 +145,7 @@ impl Session<'_> {
         let saved_slots = self.slots.copy();
         let captured = CudaGraph::capture(graphs.ordinal, graphs.pool, 1, || match view {
             None => sample_piece(st, pieces),
-            Some(v) => self.feed_piece(st, v),
+            Some(v) => self.feed_piece(st, pieces, v),
         });
         for (dst, src) in st.buffers().into_iter().zip(&saved) {
             set(dst, src);

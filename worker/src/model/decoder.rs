@@ -581,11 +581,18 @@ impl Model {
         if let Some(k) = cache {
             k.advance(t);
         }
+        // Hooks at the final norm see every position of the call (their masks are `[B, T]`), so
+        // only without them is the last position cut out before the norm.
         let x = match select {
-            LogitsSelect::All | LogitsSelect::None => x,
-            LogitsSelect::Last => x.narrow(1, t - 1, 1),
+            LogitsSelect::Last if hooks.touches(HookPoint::FinalNorm) => {
+                let x = hooks.site(&prep, HookPoint::FinalNorm, self.final_norm.forward(&x));
+                x.narrow(1, t - 1, 1)
+            }
+            LogitsSelect::Last => self.final_norm.forward(&x.narrow(1, t - 1, 1)),
+            LogitsSelect::All | LogitsSelect::None => {
+                hooks.site(&prep, HookPoint::FinalNorm, self.final_norm.forward(&x))
+            }
         };
-        let x = hooks.site(&prep, HookPoint::FinalNorm, self.final_norm.forward(&x));
         if select == LogitsSelect::None {
             return Ok(x);
         }
@@ -775,22 +782,6 @@ impl Taps for HookTaps<'_> {
     }
     fn any(&self) -> bool {
         self.prep.any()
-    }
-}
-
-/// No hooks: the graph-ready decode step.
-pub(super) struct NoTaps;
-
-impl Taps for NoTaps {
-    fn site(&mut self, _: HookPoint, x: Tensor) -> Tensor {
-        x
-    }
-    fn delta(&self, _: HookPoint) -> Option<Tensor> {
-        None
-    }
-    fn record(&mut self, _: HookPoint, _: &Tensor) {}
-    fn any(&self) -> bool {
-        false
     }
 }
 

@@ -214,6 +214,12 @@ impl Prepared {
 }
 
 impl Hooks {
+    /// Whether any capture or steering entry is at `point`.
+    pub(crate) fn touches(&self, point: HookPoint) -> bool {
+        self.captures.iter().any(|c| c.point == point)
+            || self.steering.iter().any(|s| s.point == point)
+    }
+
     /// The sum of the steering deltas at `point`, if any.
     pub(crate) fn delta(&self, prepared: &Prepared, point: HookPoint) -> Option<Tensor> {
         let mut sum: Option<Tensor> = None;

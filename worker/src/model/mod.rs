@@ -34,4 +34,4 @@ pub use layers::Packing;
 pub use lora::LoraConfig;
 pub use rope::{RopeConfig, RopeScaling};
 pub use steer::{SteerScope, TokenRole, steering_mask};
-pub use step::StepInput;
+pub use step::{StepInput, StepSteer};

@@ -5,14 +5,16 @@
 //! host-known lengths, so each call is different work. Here everything that changes from one
 //! step to the next — token ids, positions, which slots are real, the slot written — lives in
 //! tensors the caller updates in place, and the same recorded work serves every step whose slot
-//! lies inside the attended window. Each block runs [`Model::block`], the code `forward_select`
-//! runs, without hooks; the tests check the two agree.
+//! lies inside the attended window. Each block runs `Model::block`, the code `forward_select`
+//! runs, with steering (rows and vectors in device tensors) as its only hooks; the tests check
+//! the two agree.
 
 use tch::{Kind, Tensor};
 
 use super::cache::KvCache;
-use super::decoder::{AttnMask, KvWrite, Model, NoTaps, additive_mask, group_mask};
+use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
+use super::hooks::HookPoint;
 use super::rope;
 
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
@@ -28,6 +30,48 @@ pub struct StepInput<'a> {
     pub slot: &'a Tensor,
     /// Slots `0..view` are attended (the step's slot must lie inside).
     pub view: i64,
+    /// Steering, added as [`crate::model::Hooks`] adds it.
+    pub steering: &'a [StepSteer<'a>],
+}
+
+/// One steering entry of a decode step: `vector` (`[W]` in the model's kind, α already applied)
+/// is added at `point` in the rows where `rows` (`[B]` bool, on the model's device) is true.
+#[derive(Debug)]
+pub struct StepSteer<'a> {
+    pub point: HookPoint,
+    pub vector: &'a Tensor,
+    pub rows: Tensor,
+}
+
+/// The step's hook points: steering only (a graph records no captures).
+struct StepTaps {
+    /// Each entry's delta `[B, 1, W]`, as `Hooks` computes it: `rows · vector` in the model's kind.
+    deltas: Vec<(HookPoint, Tensor)>,
+}
+
+impl Taps for StepTaps {
+    fn site(&mut self, point: HookPoint, x: Tensor) -> Tensor {
+        match self.delta(point) {
+            Some(d) => x + d,
+            None => x,
+        }
+    }
+    fn delta(&self, point: HookPoint) -> Option<Tensor> {
+        let mut sum: Option<Tensor> = None;
+        for (p, d) in &self.deltas {
+            if *p == point {
+                sum = Some(match sum {
+                    None => d.shallow_clone(),
+                    Some(s) => s + d,
+                });
+            }
+        }
+        sum
+    }
+    fn record(&mut self, _: HookPoint, _: &Tensor) {}
+    fn any(&self) -> bool {
+        false
+    }
 }
 
 impl Model {
@@ -69,6 +113,7 @@ impl Model {
                 cache.capacity()
             )));
         }
+        let mut taps = self.step_taps(input.steering, b)?;
         let device = self.device();
         // Query slot `slot` sees real slots up to itself, and always its own slot.
         let j = Tensor::arange(input.view, (Kind::Int64, device)).unsqueeze(0);
@@ -92,9 +137,42 @@ impl Model {
                 slot: input.slot,
                 view: input.view,
             };
-            x = self.block(l, layer, x, &rotation, &mask, kv, &mut NoTaps);
+            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps);
         }
-        let x = self.final_norm.forward(&x);
-        Ok(x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float).squeeze_dim(1))
+        let x = taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x));
+        let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
+        Ok(taps.site(HookPoint::Logits, logits).squeeze_dim(1))
+    }
+
+    /// Checks the steering entries of a step of `b` rows and computes their deltas.
+    fn step_taps(&self, steering: &[StepSteer], b: i64) -> Result<StepTaps, ModelError> {
+        let c = &self.config;
+        let mut deltas = Vec::with_capacity(steering.len());
+        for (i, s) in steering.iter().enumerate() {
+            let width = match s.point {
+                HookPoint::Layer { layer, .. } if layer >= self.layers.len() => {
+                    return Err(ModelError::Hook(format!(
+                        "step steering entry {i}: layer {layer} out of range (model has {} \
+                         layers)",
+                        self.layers.len()
+                    )));
+                }
+                HookPoint::Layer { .. } | HookPoint::FinalNorm => c.hidden_size,
+                HookPoint::Logits => c.vocab_size,
+            };
+            if s.vector.size() != [width] || s.rows.size() != [b] || s.rows.kind() != Kind::Bool {
+                return Err(ModelError::Hook(format!(
+                    "step steering entry {i} at {:?}: vector {:?} must be [{width}] and rows \
+                     {:?} {:?} bool [{b}]",
+                    s.point,
+                    s.vector.size(),
+                    s.rows.kind(),
+                    s.rows.size()
+                )));
+            }
+            let m = s.rows.view([b, 1, 1]).to_kind(self.kind);
+            deltas.push((s.point, m * s.vector));
+        }
+        Ok(StepTaps { deltas })
     }
 }
