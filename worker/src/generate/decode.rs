@@ -10,7 +10,8 @@
 //! - [`Feed::Graphs`]: both pieces captured as CUDA graphs and replayed ([`super::graphed`]).
 //!
 //! All state lives in device tensors allocated before the first step and updated in place, which
-//! is what lets a CUDA graph record a step once. A step reads nothing back to the host, except the
+//! is what lets a CUDA graph record a step once (the eager feed, never recorded, replaces the
+//! logits and positions instead). A step reads nothing back to the host, except the
 //! optional "has everyone stopped?" check every `check_every` steps.
 
 use super::graphed::{self, WINDOW};
