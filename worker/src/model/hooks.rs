@@ -213,6 +213,21 @@ impl Prepared {
     }
 }
 
+/// The sum of the steering deltas at `point` in entry order, if any (the decode step adds its
+/// steering the same way).
+pub(crate) fn summed_delta(deltas: &[(HookPoint, Tensor)], point: HookPoint) -> Option<Tensor> {
+    let mut sum: Option<Tensor> = None;
+    for (p, d) in deltas {
+        if *p == point {
+            sum = Some(match sum {
+                None => d.shallow_clone(),
+                Some(s) => s + d,
+            });
+        }
+    }
+    sum
+}
+
 impl Hooks {
     /// Whether any capture or steering entry is at `point`.
     pub(crate) fn touches(&self, point: HookPoint) -> bool {
@@ -222,16 +237,7 @@ impl Hooks {
 
     /// The sum of the steering deltas at `point`, if any.
     pub(crate) fn delta(&self, prepared: &Prepared, point: HookPoint) -> Option<Tensor> {
-        let mut sum: Option<Tensor> = None;
-        for (p, d) in &prepared.deltas {
-            if *p == point {
-                sum = Some(match sum {
-                    None => d.shallow_clone(),
-                    Some(s) => s + d,
-                });
-            }
-        }
-        sum
+        summed_delta(&prepared.deltas, point)
     }
 
     /// Applies steering at `point` to `x` `[B, T, W]`, then records the captures at `point`.

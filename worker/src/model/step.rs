@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 use super::cache::KvCache;
 use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
-use super::hooks::HookPoint;
+use super::hooks::{HookPoint, summed_delta};
 use super::rope;
 
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
@@ -57,16 +57,7 @@ impl Taps for StepTaps {
         }
     }
     fn delta(&self, point: HookPoint) -> Option<Tensor> {
-        let mut sum: Option<Tensor> = None;
-        for (p, d) in &self.deltas {
-            if *p == point {
-                sum = Some(match sum {
-                    None => d.shallow_clone(),
-                    Some(s) => s + d,
-                });
-            }
-        }
-        sum
+        summed_delta(&self.deltas, point)
     }
     fn record(&mut self, _: HookPoint, _: &Tensor) {}
     fn any(&self) -> bool {
