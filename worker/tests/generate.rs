@@ -26,6 +26,16 @@ fn prompts() -> Vec<Vec<i64>> {
 /// Greedy decoding by re-running the whole sequence each step, one row at a time: the
 /// reference for the cached, batched, left-padded path.
 fn greedy_uncached(model: &Model, prompt: &[i64], new: usize) -> Vec<i64> {
+    greedy_uncached_with(model, prompt, new, |_| Hooks::new())
+}
+
+/// [`greedy_uncached`] with the hooks `hooks(t)` gives for a sequence of `t` tokens.
+fn greedy_uncached_with(
+    model: &Model,
+    prompt: &[i64],
+    new: usize,
+    hooks: impl Fn(i64) -> Hooks,
+) -> Vec<i64> {
     let mut seq = prompt.to_vec();
     for _ in 0..new {
         let t = seq.len() as i64;
@@ -34,7 +44,7 @@ fn greedy_uncached(model: &Model, prompt: &[i64], new: usize) -> Vec<i64> {
             positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]),
             attention_mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
         };
-        let logits = model.forward(&input, None, &mut Hooks::new()).unwrap();
+        let logits = model.forward(&input, None, &mut hooks(t)).unwrap();
         seq.push(logits.get(0).get(t - 1).argmax(-1, false).int64_value(&[]));
     }
     seq[prompt.len()..].to_vec()
@@ -213,37 +223,6 @@ fn steering_in_generation_zero_alpha_is_identity_and_nonzero_changes_output() {
     assert_ne!(run(8.0, SteerScope::All).tokens, plain.tokens);
 }
 
-/// Steered greedy decoding by re-running the whole sequence each step with `alpha·v` added at
-/// every position of `point`: the reference for steering in the cached, batched decode loop.
-fn steered_greedy_uncached(
-    model: &Model,
-    prompt: &[i64],
-    new: usize,
-    point: HookPoint,
-    v: &Tensor,
-    alpha: f64,
-) -> Vec<i64> {
-    let mut seq = prompt.to_vec();
-    for _ in 0..new {
-        let t = seq.len() as i64;
-        let mut hooks = Hooks::new();
-        hooks.steer(Steering {
-            point,
-            vector: v.shallow_clone(),
-            alpha,
-            mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
-        });
-        let input = ForwardInput {
-            input_ids: Tensor::from_slice(&seq).view([1, t]),
-            positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]),
-            attention_mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
-        };
-        let logits = model.forward(&input, None, &mut hooks).unwrap();
-        seq.push(logits.get(0).get(t - 1).argmax(-1, false).int64_value(&[]));
-    }
-    seq[prompt.len()..].to_vec()
-}
-
 #[test]
 fn steered_generation_matches_uncached_steered_decoding() {
     let _guard = tch::no_grad_guard();
@@ -272,7 +251,17 @@ fn steered_generation_matches_uncached_steered_decoding() {
         let plain = session_greedy(&model, &prompts(), 10);
         assert_ne!(g.tokens, plain.tokens, "{name}: the steering vector must matter here");
         for (i, p) in prompts().iter().enumerate() {
-            let want = steered_greedy_uncached(&model, p, 10, point, &v, 2.0);
+            // Steering at every position of the whole sequence, recomputed from scratch.
+            let want = greedy_uncached_with(&model, p, 10, |t| {
+                let mut hooks = Hooks::new();
+                hooks.steer(Steering {
+                    point,
+                    vector: v.shallow_clone(),
+                    alpha: 2.0,
+                    mask: Tensor::ones([1, t], (Kind::Bool, Device::Cpu)),
+                });
+                hooks
+            });
             assert_eq!(g.tokens[i], want, "{name}: row {i}");
         }
     }
