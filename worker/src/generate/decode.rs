@@ -17,7 +17,7 @@
 use super::graphed::{self, WINDOW};
 use super::sampling::{Sampling, sample_at};
 use super::session::{Decode, Decoded, GenerateError, GenerateOptions, Session};
-use crate::model::{HookPoint, SteerScope};
+use crate::model::{HookPoint, SteerScope, scaled_vector};
 use tch::{Kind, Tensor};
 
 /// How the loop feeds sampled tokens to the model.
@@ -87,6 +87,16 @@ pub(super) struct Pieces<'a> {
     pub(super) steer: Vec<(HookPoint, SteerScope, Tensor)>,
 }
 
+/// Which of the rows fed at position `pos` (`[B]`) a steering entry of `scope` steers: the rows
+/// in `fed` (`[B]` bool). Every fed token was generated, so it lies inside every scope but
+/// `FromIndex(k)`, which also needs position ≥ k.
+pub(super) fn steered_rows(scope: SteerScope, fed: &Tensor, pos: &Tensor) -> Tensor {
+    match scope {
+        SteerScope::FromIndex(k) => fed.logical_and(&pos.ge(k)),
+        SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => fed.shallow_clone(),
+    }
+}
+
 /// `dst ← src`, in place.
 pub(super) fn set(dst: &Tensor, src: &Tensor) {
     dst.shallow_clone().copy_(src);
@@ -147,7 +157,7 @@ impl Session<'_> {
         let steer = self
             .steering
             .iter()
-            .map(|s| (s.point, s.scope, (s.vector.to_kind(Kind::Float) * s.alpha).to_kind(kind)))
+            .map(|s| (s.point, s.scope, scaled_vector(&s.vector, s.alpha, kind)))
             .collect();
         let pieces = Pieces {
             sampling: opts.sampling,

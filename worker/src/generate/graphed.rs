@@ -13,10 +13,10 @@
 //!
 //! [`Model::forward_step`]: crate::model::Model::forward_step
 
-use super::decode::{Pieces, State, sample_piece, set};
+use super::decode::{Pieces, State, sample_piece, set, steered_rows};
 use super::session::{Decode, GenerateError, GenerateOptions, Session};
 use crate::cuda_graph::{self, CudaGraph, PoolId};
-use crate::model::{ModelError, SteerScope, StepInput, StepSteer};
+use crate::model::{ModelError, StepInput, StepSteer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
@@ -66,9 +66,9 @@ impl Session<'_> {
             Device::Cuda(i) => i,
             _ => 0,
         };
-        let mut graphs = Graphs { sample: None, feeds: Vec::new(), pool: None, ordinal };
-        self.capture(&mut graphs, st, pieces, None)?;
-        Ok(graphs)
+        let sample = self.capture(ordinal, None, st, pieces, None)?;
+        let pool = sample.pool().map_err(graph_err)?;
+        Ok(Graphs { sample, feeds: Vec::new(), pool, ordinal })
     }
 
     /// Runs the feed graph of window `view`, capturing it on first use.
@@ -82,7 +82,8 @@ impl Session<'_> {
         let i = match graphs.feeds.iter().position(|(v, _)| *v == view) {
             Some(i) => i,
             None => {
-                self.capture(graphs, st, pieces, Some(view))?;
+                let g = self.capture(graphs.ordinal, Some(graphs.pool), st, pieces, Some(view))?;
+                graphs.feeds.push((view, g));
                 graphs.feeds.len() - 1
             }
         };
@@ -100,20 +101,13 @@ impl Session<'_> {
         let _ = self.slots.shallow_clone().index_copy_(1, &st.slot, &st.unfed.unsqueeze(1));
         let ids = st.last.unsqueeze(1);
         let positions = st.pos.unsqueeze(1);
-        // The rows each entry steers, as the eager feed's masks: every fed token was generated,
-        // so it is inside every scope but `FromIndex(k)`, which also needs position ≥ k.
         let steering: Vec<StepSteer> = pieces
             .steer
             .iter()
             .map(|(point, scope, vector)| StepSteer {
                 point: *point,
                 vector,
-                rows: match scope {
-                    SteerScope::FromIndex(k) => st.unfed.logical_and(&st.pos.ge(*k)),
-                    SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => {
-                        st.unfed.shallow_clone()
-                    }
-                },
+                rows: steered_rows(*scope, &st.unfed, &st.pos),
             })
             .collect();
         let input = StepInput {
@@ -136,14 +130,15 @@ impl Session<'_> {
     /// values at the next slot, which the real feed overwrites before anything reads them).
     fn capture(
         &self,
-        graphs: &mut Graphs,
+        ordinal: usize,
+        pool: Option<PoolId>,
         st: &State,
         pieces: &Pieces,
         view: Option<i64>,
-    ) -> Result<(), GenerateError> {
+    ) -> Result<CudaGraph, GenerateError> {
         let saved: Vec<Tensor> = st.buffers().iter().map(|t| t.copy()).collect();
         let saved_slots = self.slots.copy();
-        let captured = CudaGraph::capture(graphs.ordinal, graphs.pool, 1, || match view {
+        let captured = CudaGraph::capture(ordinal, pool, 1, || match view {
             None => sample_piece(st, pieces),
             Some(v) => self.feed_piece(st, pieces, v),
         });
@@ -151,35 +146,22 @@ impl Session<'_> {
             set(dst, src);
         }
         set(&self.slots, &saved_slots);
-        let g = captured.map_err(graph_err)?;
-        if graphs.pool.is_none() {
-            graphs.pool = Some(g.pool().map_err(graph_err)?);
-        }
-        match view {
-            None => graphs.sample = Some(g),
-            Some(v) => graphs.feeds.push((v, g)),
-        }
-        Ok(())
+        captured.map_err(graph_err)
     }
 }
 
-/// The graphs of one `generate` call (they share one memory pool).
+/// The graphs of one `generate` call (they share the sample graph's memory pool).
 pub(super) struct Graphs {
-    sample: Option<CudaGraph>,
+    sample: CudaGraph,
     feeds: Vec<(i64, CudaGraph)>,
-    pool: Option<PoolId>,
+    pool: PoolId,
     ordinal: usize,
 }
 
 impl Graphs {
     /// Runs the sample graph.
     pub(super) fn replay_sample(&self) -> Result<(), GenerateError> {
-        match &self.sample {
-            Some(g) => g.replay().map_err(graph_err),
-            None => Err(GenerateError::Model(ModelError::Input(
-                "decode: the sample graph was never captured".into(),
-            ))),
-        }
+        self.sample.replay().map_err(graph_err)
     }
 }
 

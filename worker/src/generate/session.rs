@@ -16,7 +16,7 @@
 //! stop token, or the last one when the budget ran out) is carried over and fed at the start of
 //! the next `append`, so a multi-turn episode continues exactly where the model stopped.
 
-use super::decode::Feed;
+use super::decode::{Feed, steered_rows};
 use super::sampling::Sampling;
 use crate::model::{
     ForwardInput, HookPoint, Hooks, KvCache, LogitsSelect, Model, ModelError, SteerScope, Steering,
@@ -444,15 +444,8 @@ impl<'m> Session<'m> {
     ) -> Result<Tensor, GenerateError> {
         let past = self.cache.len();
         let real = unfed.unsqueeze(1);
-        let mut hooks = self.steering_hooks(|s| {
-            Ok(match s.scope {
-                SteerScope::FromIndex(k) => real.logical_and(&pos.unsqueeze(1).ge(k)),
-                // Every fed token here was generated: all the other scopes include it.
-                SteerScope::All | SteerScope::AssistantTurns | SteerScope::Generated => {
-                    real.shallow_clone()
-                }
-            })
-        })?;
+        let mut hooks =
+            self.steering_hooks(|s| Ok(steered_rows(s.scope, unfed, pos).unsqueeze(1)))?;
         let input = ForwardInput {
             input_ids: last.unsqueeze(1),
             positions: pos.unsqueeze(1),

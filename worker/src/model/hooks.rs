@@ -196,9 +196,8 @@ impl Hooks {
                     s.vector.size()
                 )));
             }
-            let v = (s.vector.to_device(device).to_kind(Kind::Float) * s.alpha).to_kind(kind);
-            let m = s.mask.to_device(device).unsqueeze(-1).to_kind(kind);
-            deltas.push((s.point, m * v));
+            let v = scaled_vector(&s.vector.to_device(device), s.alpha, kind);
+            deltas.push((s.point, masked_delta(&s.mask.to_device(device), &v, kind)));
         }
         self.results.clear();
         let any = !self.captures.is_empty() || !deltas.is_empty();
@@ -211,6 +210,17 @@ impl Prepared {
     pub(crate) fn any(&self) -> bool {
         self.any
     }
+}
+
+/// α·v in `kind`, scaled in float32 and rounded once: the vector steering adds.
+pub fn scaled_vector(vector: &Tensor, alpha: f64, kind: Kind) -> Tensor {
+    (vector.to_kind(Kind::Float) * alpha).to_kind(kind)
+}
+
+/// The steering delta `[B, T, W]`: `v` (`[W]`, in `kind`) where `mask` (`[B, T]` bool) is true,
+/// zero elsewhere.
+pub(crate) fn masked_delta(mask: &Tensor, v: &Tensor, kind: Kind) -> Tensor {
+    mask.unsqueeze(-1).to_kind(kind) * v
 }
 
 /// The sum of the steering deltas at `point` in entry order, if any (the decode step adds its

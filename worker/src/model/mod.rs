@@ -29,7 +29,7 @@ pub use cache::KvCache;
 pub use config::{Activation, Family, ModelConfig, NormKind, SUPPORTED_MODEL_TYPES};
 pub use decoder::{ForwardInput, LogitsSelect, Model};
 pub use error::ModelError;
-pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering};
+pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering, scaled_vector};
 pub use layers::Packing;
 pub use lora::LoraConfig;
 pub use rope::{RopeConfig, RopeScaling};

@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 use super::cache::KvCache;
 use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
-use super::hooks::{HookPoint, summed_delta};
+use super::hooks::{HookPoint, masked_delta, summed_delta};
 use super::rope;
 
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
@@ -161,8 +161,7 @@ impl Model {
                     s.rows.size()
                 )));
             }
-            let m = s.rows.view([b, 1, 1]).to_kind(self.kind);
-            deltas.push((s.point, m * s.vector));
+            deltas.push((s.point, masked_delta(&s.rows.view([b, 1]), s.vector, self.kind)));
         }
         Ok(StepTaps { deltas })
     }
