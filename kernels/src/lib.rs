@@ -9,9 +9,11 @@
 //! paths run on machines with no CUDA installed. [`cuda::probe`] tells which case applies.
 //!
 //! [`topp`] is the fused full-vocabulary sampler (temperature, top-p, allowed mask, one
-//! inverse-CDF draw per row), compiled at run time with NVRTC.
+//! inverse-CDF draw per row), compiled at run time with NVRTC. [`decode_attn`] is split-K
+//! attention of one decode token per row over a KV cache (libtorch's SDPA stays the CPU path).
 //!
 //! Invariant: this crate depends on neither the coordinator nor the protocol crate.
 
 pub mod cuda;
+pub mod decode_attn;
 pub mod topp;

@@ -12,6 +12,7 @@ that wax and transformers decode the same weights. The measurement matches the i
 """
 
 import json
+import os
 import sys
 import time
 
@@ -85,8 +86,9 @@ def hf(model_dir, out):
     print(json.dumps(result))
 
 
-def summary(wax_json, hf_json, out):
-    """Side-by-side ratio and the weights-read roofline measured with a device copy."""
+def summary(wax_json, hf_json, out, variants=()):
+    """Side-by-side ratio and the weights-read roofline measured with a device copy; each of
+    `variants` (other wax bench JSONs of the same run) is compared with the shipped one too."""
     wax = json.load(open(wax_json))
     ref = json.load(open(hf_json))
     n = 1 << 30
@@ -133,6 +135,22 @@ def summary(wax_json, hf_json, out):
         "wax_decode_fraction_of_compute_bound": wax["decode_tokens_per_s"] / compute_bound,
         "device": torch.cuda.get_device_name(0),
     }
+    for path in variants:
+        try:
+            v = json.load(open(path))
+        except (OSError, ValueError) as e:
+            result[os.path.basename(path)] = f"unreadable: {e}"
+            continue
+        v_e2e = BATCH * NEW / v["total_s"]
+        result[os.path.basename(path)] = {
+            "decode_loop_new_tokens_per_s": v["decode_tokens_per_s"],
+            "decode_ms_per_step": v["decode_ms_per_step"],
+            "end_to_end_new_tokens_per_s": v_e2e,
+            "ratio_end_to_end_over_transformers": v_e2e / ref["new_tokens_per_s"],
+            "decode_loop_speedup_over_shipped": v["decode_tokens_per_s"] / wax["decode_tokens_per_s"],
+            "graphs": v.get("graphs"),
+            "step_attention": v.get("step_attention"),
+        }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
@@ -140,7 +158,7 @@ def summary(wax_json, hf_json, out):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "summary":
-        summary(sys.argv[2], sys.argv[3], sys.argv[4])
+        summary(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
         sys.exit(0)
     if len(sys.argv) >= 3 and sys.argv[1] == "make":
         make(sys.argv[2])

@@ -6,12 +6,15 @@
 #   2. a random-init Qwen3-0.6B-shaped model in bf16 (scripts/device/decode_bench.py make);
 #   3. GPU tests (worker/tests/gpu_decode.rs): the fused sampler kernel against the libtorch
 #      sampler, CUDA-graph decoding against the op-by-op loop (plain and steered), packed
-#      projections and causal prefill against the general path;
+#      projections and causal prefill against the general path, the split-K decode-attention
+#      kernels against their host algorithm and SDPA, and graph decoding with them;
 #   4. wax's decode throughput, batch 512, 64-token prompts, 64 new tokens, top-p 0.95: as shipped
-#      (CUDA graphs + fused sampler + packed projections), op by op, and without packed q/k/v and
-#      gate/up matmuls (WAX_PACKED_PROJECTIONS=0);
+#      (CUDA graphs + fused sampler + packed projections), op by op, without packed q/k/v and
+#      gate/up matmuls (WAX_PACKED_PROJECTIONS=0), and with the decode-attention kernel
+#      (WAX_DECODE_ATTENTION=kernel);
 #   5. transformers.generate on the same weights, in the same run;
-#   6. the ratios, the weights-read roofline and the compute bound; batch 64 as shipped.
+#   6. the ratios (every variant against transformers and against the shipped loop), the
+#      weights-read roofline and the compute bound; batch 64 as shipped and with the kernel.
 # BENCH_ENV (e.g. `WAX_PACKED_PROJECTIONS=0`) is passed to one bench's environment.
 # Every step runs even if an earlier one failed; results land in $OUT.
 set -uo pipefail
@@ -28,7 +31,7 @@ step doctor
 step make model
 python3 scripts/device/decode_bench.py make "$model"
 step gpu tests
-[ -n "${WAX_SKIP_GPU_TESTS:-}" ] || WAX_GPU_TESTS=1 WAX_GPU_TEST_MODEL="$model" timeout 240 device-bin/gpu_decode --test-threads=1 \
+[ -n "${WAX_SKIP_GPU_TESTS:-}" ] || WAX_GPU_TESTS=1 WAX_GPU_TEST_MODEL="$model" timeout 300 device-bin/gpu_decode --test-threads=1 \
   --nocapture 2>&1 | tee "$out/gpu_tests.txt" | grep -v "^scale" | tail -20
 bench() { # name, extra args…
   local name=$1
@@ -38,14 +41,17 @@ bench() { # name, extra args…
     --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" > "$out/$name.json" \
     2> "$out/$name.err"
   tail -3 "$out/$name.err"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','prefill_tokens_per_s')})" "$out/$name.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','step_attention','prefill_tokens_per_s')})" "$out/$name.json"
 }
 bench wax --batch 512
 bench wax_eager --batch 512 --decode eager
 BENCH_ENV=WAX_PACKED_PROJECTIONS=0 bench wax_unpacked --batch 512
+BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_attn_kernel --batch 512
 step transformers
 python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
 step summary
-python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" "$out/summary.json"
+python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" "$out/summary.json" \
+  "$out/wax_eager.json" "$out/wax_unpacked.json" "$out/wax_attn_kernel.json"
 bench wax_b64 --batch 64
+BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_b64_attn_kernel --batch 64
 step done

@@ -125,7 +125,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
             )?;
             writeln!(
                 out,
-                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7}",
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7} {:>9}",
                 "model",
                 "params",
                 "forward tok/s",
@@ -134,12 +134,13 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                 "ms/step",
                 "sample ms",
                 "sampler",
-                "graphs"
+                "graphs",
+                "attention"
             )?;
             for (r, b) in &results {
                 writeln!(
                     out,
-                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7}",
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7} {:>9}",
                     r,
                     b.parameters,
                     b.forward_tokens_per_s,
@@ -148,7 +149,8 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                     b.decode_ms_per_step,
                     b.sample_ms,
                     b.sampler,
-                    if b.graphs { "yes" } else { "no" }
+                    if b.graphs { "yes" } else { "no" },
+                    b.step_attention
                 )?;
             }
         }

@@ -214,3 +214,26 @@ fn graph_mode_on_the_cpu_is_a_clear_error_and_auto_decodes_op_by_op() {
     let g = s.generate(&GenerateOptions { max_new_tokens: 20, ..Default::default() });
     assert!(g.is_err() || g.unwrap().tokens[0].len() == 20);
 }
+
+/// The split-K decode-attention kernel's algorithm (run on the host: `StepAttention::Reference`)
+/// in the graph-ready step gives the conversation SDPA gives: the kernel's layouts (grouped query
+/// heads, cache windows, real-slot mask, the new token's slot) are those of the model, over
+/// left padding, two turns, windows of two and four 64-slot chunks and steering. On the GPU
+/// machine worker/tests/gpu_decode.rs checks the CUDA kernel against this algorithm.
+#[test]
+fn the_decode_attention_kernels_algorithm_gives_the_conversation_of_sdpa() {
+    use wax_worker::model::StepAttention;
+    for name in FAMILIES {
+        let mut model = load(name);
+        assert_eq!(model.step_attention(), StepAttention::Sdpa, "{name}: default");
+        let (a1, b1, len1) = steered_conversation(&model, Decode::Static, steering(&model, 2));
+        model.set_step_attention(StepAttention::Reference);
+        let (a2, b2, len2) = steered_conversation(&model, Decode::Static, steering(&model, 2));
+        assert_same(name, "turn 1 (top-p)", &a1, &a2, 1e-2);
+        assert_same(name, "turn 2", &b1, &b2, 1e-4);
+        assert_eq!(len1, len2, "{name}: positions after two turns");
+        // The kernel path never touches the eager loop, which must still agree with both.
+        let (a3, _, _) = steered_conversation(&model, Decode::Eager, steering(&model, 2));
+        assert_eq!(a3.tokens, a2.tokens, "{name}: eager vs kernel algorithm");
+    }
+}

@@ -9,7 +9,10 @@
 //!   same with the session steered (the paper's assistant-turn steering, and a scope that starts
 //!   mid-decode);
 //! - packed q/k/v and gate/up matmuls give the logits of the separate ones, and a batch without
-//!   padding (plain causal attention, grouped heads in the kernel) the logits of the masked path.
+//!   padding (plain causal attention, grouped heads in the kernel) the logits of the masked path;
+//! - the split-K decode-attention kernels give what their host algorithm and libtorch's SDPA give
+//!   (float32 and bfloat16, several head and group sizes, windows of one to four chunks, padded
+//!   rows), and decoding through CUDA graphs with them gives the tokens of the eager loop.
 //!
 //! The model is `WAX_GPU_TEST_MODEL` (a local snapshot; the device script makes a random-init
 //! Qwen3-0.6B-shaped one).
@@ -256,4 +259,148 @@ fn packed_projections_and_causal_prefill_agree_with_the_general_path() {
         let _ = std::fs::write(format!("{out}/packed_causal.txt"), line.clone() + "\n");
     }
     assert!(diff <= 1e-3 && diff_causal <= 1e-3, "{line}");
+}
+
+/// Host copy of a CUDA tensor as float32 values.
+fn host_f32(t: &Tensor) -> Vec<f32> {
+    to_vec_f32(&t.contiguous().view([-1]))
+}
+
+#[test]
+fn decode_attention_kernels_match_their_algorithm_and_sdpa() {
+    use wax_kernels::decode_attn::{
+        AttnArgs, AttnShape, DecodeAttention, HostAttn, reference, splits,
+    };
+    let Some(dev) = gpu() else { return };
+    let _guard = tch::no_grad_guard();
+    tch::manual_seed(3);
+    let (b, kv_heads, capacity) = (5i64, 3i64, 300i64);
+    let mut report = Vec::new();
+    for (hd, group, bf16) in
+        [(128, 2, true), (128, 2, false), (64, 1, false), (80, 8, true), (128, 4, true)]
+    {
+        let shape = AttnShape { head_dim: hd, group, bf16 };
+        let kernel = DecodeAttention::new(0, shape).unwrap();
+        let kind = if bf16 { Kind::BFloat16 } else { Kind::Float };
+        let (hd, heads) = (hd as i64, kv_heads * group as i64);
+        let keys = Tensor::randn([b, kv_heads, capacity, hd], (Kind::Float, dev)).to_kind(kind);
+        let values = Tensor::randn([b, kv_heads, capacity, hd], (Kind::Float, dev)).to_kind(kind);
+        // Row r: r·9 left pads and a pad wherever j % 11 == 4.
+        let j = Tensor::arange(capacity, (Kind::Int64, dev)).unsqueeze(0);
+        let first = (Tensor::arange(b, (Kind::Int64, dev)) * 9).unsqueeze(1);
+        let real = j.ge_tensor(&first).logical_and(&j.remainder(11).ne(4)).contiguous();
+        for (view, slot) in [(64i64, 0i64), (64, 63), (128, 64), (128, 100), (256, 255), (256, 130)]
+        {
+            let q = (Tensor::randn([b, heads, 1, hd], (Kind::Float, dev)) * 2.0).to_kind(kind);
+            let slot_t = Tensor::from_slice(&[slot]).to_device(dev);
+            let out = Tensor::zeros([b, heads, 1, hd], (kind, dev));
+            let n = splits(view as usize) as i64;
+            let acc = Tensor::zeros([b, heads, n, hd], (Kind::Float, dev));
+            let ml = Tensor::zeros([b, heads, n, 2], (Kind::Float, dev));
+            let scale = 1.0 / (hd as f32).sqrt();
+            let p = |t: &Tensor| t.data_ptr() as u64;
+            let args = AttnArgs {
+                q: p(&q),
+                keys: p(&keys),
+                values: p(&values),
+                real: p(&real),
+                slot: p(&slot_t),
+                part_acc: p(&acc),
+                part_ml: p(&ml),
+                out: p(&out),
+                batch: b as usize,
+                kv_heads: kv_heads as usize,
+                capacity: capacity as usize,
+                real_stride: capacity as usize,
+                view: view as usize,
+                scale,
+            };
+            // SAFETY: contiguous CUDA tensors of the documented shapes and kinds, alive until the
+            // host copies below synchronise; libtorch's default stream is the legacy stream 0.
+            unsafe { kernel.launch(0, &args) }.unwrap();
+            let got = host_f32(&out);
+            let real_host = Vec::<bool>::try_from(&real.to_device(Device::Cpu).view([-1])).unwrap();
+            let (qh, kh, vh) = (host_f32(&q), host_f32(&keys), host_f32(&values));
+            let want = reference(&HostAttn {
+                shape,
+                q: &qh,
+                keys: &kh,
+                values: &vh,
+                real: &real_host,
+                slot,
+                batch: b as usize,
+                kv_heads: kv_heads as usize,
+                capacity: capacity as usize,
+                real_stride: capacity as usize,
+                view: view as usize,
+                scale,
+            })
+            .unwrap();
+            // SDPA over the window with the decode step's mask, grouped heads repeated.
+            let jv = Tensor::arange(view, (Kind::Int64, dev)).unsqueeze(0);
+            let mask = real
+                .narrow(1, 0, view)
+                .logical_or(&jv.eq(slot))
+                .logical_and(&jv.le(slot))
+                .view([b, 1, 1, view]);
+            let rep =
+                |t: &Tensor| t.narrow(2, 0, view).repeat_interleave_self_int(group as i64, 1, None);
+            let sdpa = Tensor::scaled_dot_product_attention(
+                &q,
+                &rep(&keys),
+                &rep(&values),
+                Some(&mask),
+                0.0,
+                false,
+                None,
+                false,
+            );
+            let sdpa = host_f32(&sdpa);
+            // error / tolerance, tolerance `rel·|want| + abs`. Against the algorithm only the
+            // summation order differs (and, in bfloat16, the output's rounding: ≤ 2^-9
+            // relative); SDPA rounds its own output too (two roundings apart: ≤ 2^-8).
+            let worst = |x: &[f32], y: &[f32], (rel, abs): (f32, f32)| {
+                x.iter()
+                    .zip(y)
+                    .map(|(a, c)| (a - c).abs() / (rel * c.abs() + abs))
+                    .fold(0f32, f32::max)
+            };
+            let (tol_ref, tol_sdpa) =
+                if bf16 { ((4e-3, 1e-4), (1.6e-2, 4e-3)) } else { ((1e-5, 1e-5), (1e-4, 1e-4)) };
+            let (vs_ref, vs_sdpa) = (worst(&got, &want, tol_ref), worst(&got, &sdpa, tol_sdpa));
+            let line = format!(
+                "{shape:?} view {view} slot {slot}: error/tolerance vs algorithm {vs_ref:.3}, vs \
+                 SDPA {vs_sdpa:.3}"
+            );
+            eprintln!("{line}");
+            report.push(line.clone());
+            assert!(vs_ref <= 1.0 && vs_sdpa <= 1.0, "{line}");
+        }
+    }
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/decode_attention.txt"), report.join("\n") + "\n");
+    }
+}
+
+#[test]
+fn graph_decode_with_the_attention_kernel_gives_the_tokens_of_the_eager_loop() {
+    use wax_worker::model::StepAttention;
+    let Some((_, mut model)) = gpu_model() else { return };
+    let _guard = tch::no_grad_guard();
+    let rows = 32;
+    let (e1, e2) = two_turns(&model, Decode::Eager, rows);
+    model.set_step_attention(StepAttention::Kernel);
+    let (k1, k2) = two_turns(&model, Decode::Graph, rows);
+    let same1 = e1.tokens.iter().zip(&k1.tokens).filter(|(a, b)| a == b).count();
+    let same2 = e2.tokens.iter().zip(&k2.tokens).filter(|(a, b)| a == b).count();
+    let line = format!(
+        "greedy fp32, attention kernel in CUDA graphs, {rows} rows: turn 1 (crossing slot 128) \
+         {same1}/{rows} rows identical to the eager loop, turn 2 {same2}/{rows}"
+    );
+    eprintln!("{line}");
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/kernel_graph_vs_eager.txt"), line.clone() + "\n");
+    }
+    assert!(same1 * 10 >= rows * 9, "{line}");
+    assert!(same2 * 10 >= rows * 9, "{line}");
 }

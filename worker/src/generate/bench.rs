@@ -73,6 +73,9 @@ pub struct DecodeBench {
     /// included in the decode time).
     pub decode: Decode,
     pub graphs: bool,
+    /// How the graph-ready decode step attended: `sdpa` or `kernel` (the split-K CUDA kernel,
+    /// chosen by `WAX_DECODE_ATTENTION=kernel`); the eager loop always uses SDPA.
+    pub step_attention: String,
     /// Wall time of prefill + decode, seconds.
     pub total_s: f64,
 }
@@ -191,6 +194,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         sample_reference_ms: median(samp_ref) * 1e3,
         decode: cfg.decode,
         graphs,
+        step_attention: format!("{:?}", model.step_attention_in_use()).to_lowercase(),
         total_s: median(total),
     })
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor, nn};
 
+use super::attend::{SlotAttention, StepAttention};
 use super::cache::KvCache;
 use super::config::{Family, ModelConfig, NormKind};
 use super::error::ModelError;
@@ -104,6 +105,8 @@ pub struct Model {
     pub(super) lora: Option<super::lora::LoraConfig>,
     /// Which packed projections inference uses.
     pub(super) packing: Packing,
+    /// How the graph-ready decode step attends.
+    pub(super) step_attention: StepAttention,
 }
 
 /// Tensors in snapshots that are buffers, not parameters.
@@ -330,6 +333,7 @@ impl Model {
             training: false,
             lora: None,
             packing: Packing::default_for(device),
+            step_attention: StepAttention::from_env(),
         })
     }
 
@@ -341,6 +345,32 @@ impl Model {
     /// Chooses the packed projections; the results agree either way (within float rounding).
     pub fn set_packing(&mut self, packing: Packing) {
         self.packing = packing;
+    }
+
+    /// How [`Model::forward_step`] attends (by default [`StepAttention::from_env`]).
+    pub fn step_attention(&self) -> StepAttention {
+        self.step_attention
+    }
+
+    /// What [`Model::forward_step`] runs under the current choice on this model's device and
+    /// kind: `Kernel` only where the CUDA kernel applies and compiles (compiling it now if
+    /// needed).
+    pub fn step_attention_in_use(&self) -> StepAttention {
+        let c = &self.config;
+        super::attend::in_use(
+            self.step_attention,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            self.kind,
+            self.device(),
+        )
+    }
+
+    /// Chooses how [`Model::forward_step`] attends; the results agree either way (within float
+    /// rounding).
+    pub fn set_step_attention(&mut self, choice: StepAttention) {
+        self.step_attention = choice;
     }
 
     /// The snapshot directory the model was loaded from.
@@ -576,7 +606,7 @@ impl Model {
                 Some(k) => KvWrite::At { keys: &k.keys[l], values: &k.values[l], past },
                 None => KvWrite::None,
             };
-            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps);
+            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
         }
         if let Some(k) = cache {
             k.advance(t);
@@ -612,10 +642,10 @@ impl Model {
         mask: &AttnMask,
         kv: KvWrite<'_>,
         taps: &mut impl Taps,
-    ) -> Tensor {
+    ) -> Result<Tensor, ModelError> {
         let point = |site| HookPoint::Layer { layer: l, site };
         let x = taps.site(point(LayerSite::ResidPre), x);
-        let attn = self.attention(layer, &layer.ln1.forward(&x), rotation, mask, kv);
+        let attn = self.attention(layer, &layer.ln1.forward(&x), rotation, mask, kv)?;
         let attn = taps.site(point(LayerSite::AttnOut), attn);
         let out = if self.config.parallel_residual {
             let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
@@ -642,7 +672,7 @@ impl Model {
             );
             mlp + mid
         };
-        taps.site(point(LayerSite::ResidPost), out)
+        Ok(taps.site(point(LayerSite::ResidPost), out))
     }
 
     pub(super) fn attention(
@@ -652,7 +682,7 @@ impl Model {
         rotation: &rope::Rotation,
         mask: &AttnMask,
         kv: KvWrite<'_>,
-    ) -> Tensor {
+    ) -> Result<Tensor, ModelError> {
         let c = &self.config;
         let size = h.size();
         let (b, t) = (size[0], size[1]);
@@ -701,6 +731,7 @@ impl Model {
         };
         let group = nh / nkv;
         let o = match mask {
+            AttnMask::Slots(slots) => slots.attend(&q, &k, &v)?,
             // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
             // share a kv head become extra query rows of that head (`mask` is already grouped).
             AttnMask::Additive(mask) => {
@@ -729,7 +760,7 @@ impl Model {
                 group > 1,
             ),
         };
-        layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd]))
+        Ok(layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd])))
     }
 }
 
@@ -739,6 +770,9 @@ pub(super) enum AttnMask {
     Additive(Tensor),
     /// Plain causal attention over this call's tokens: no cache before them and no padding.
     Causal,
+    /// One decode token per row over the cache slots of [`SlotAttention`] (the graph-ready
+    /// step's kernel path).
+    Slots(SlotAttention),
 }
 
 /// Where a layer's new keys and values go.

@@ -43,6 +43,8 @@ pub enum ModelError {
     Hook(String),
     #[error("LoRA: {0}")]
     Lora(String),
+    #[error("CUDA kernel: {0}")]
+    Kernel(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -12,6 +12,7 @@
 //! `scripts/fixtures/tiny_models.py` with transformers 5.24). `ResidPost` of the last layer is
 //! the raw layer output; `FinalNorm` is that last entry.
 
+mod attend;
 mod cache;
 mod config;
 mod decoder;
@@ -25,6 +26,7 @@ mod steer;
 mod step;
 mod weights;
 
+pub use attend::StepAttention;
 pub use cache::KvCache;
 pub use config::{Activation, Family, ModelConfig, NormKind, SUPPORTED_MODEL_TYPES};
 pub use decoder::{ForwardInput, LogitsSelect, Model};

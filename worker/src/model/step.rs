@@ -11,6 +11,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::attend::SlotAttention;
 use super::cache::KvCache;
 use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
@@ -104,19 +105,42 @@ impl Model {
                 cache.capacity()
             )));
         }
+        let real_size = input.real.size();
+        if real_size.len() != 2 || real_size[0] != b || real_size[1] < input.view {
+            return Err(ModelError::Input(format!(
+                "step: real-slot mask {real_size:?} must be [{b}, ≥ {}]",
+                input.view
+            )));
+        }
         let mut taps = self.step_taps(input.steering, b)?;
         let device = self.device();
-        // Query slot `slot` sees real slots up to itself, and always its own slot.
-        let j = Tensor::arange(input.view, (Kind::Int64, device)).unsqueeze(0);
-        let slot = input.slot.reshape([1, 1]);
-        let causal = j.le_tensor(&slot);
-        let own = j.eq_tensor(&slot);
-        let real = input.real.narrow(1, 0, input.view);
-        let mask = real.logical_or(&own).logical_and(&causal).unsqueeze(1).unsqueeze(1);
-        let mask = AttnMask::Additive(additive_mask(
-            &group_mask(&mask, c.num_heads / c.num_kv_heads),
+        let slots = SlotAttention::resolve(
+            self.step_attention,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
             self.kind,
-        ));
+            device,
+            input.real,
+            input.slot,
+            input.view,
+        );
+        let mask = match slots {
+            Some(slots) => AttnMask::Slots(slots),
+            None => {
+                // Query slot `slot` sees real slots up to itself, and always its own slot.
+                let j = Tensor::arange(input.view, (Kind::Int64, device)).unsqueeze(0);
+                let slot = input.slot.reshape([1, 1]);
+                let causal = j.le_tensor(&slot);
+                let own = j.eq_tensor(&slot);
+                let real = input.real.narrow(1, 0, input.view);
+                let mask = real.logical_or(&own).logical_and(&causal).unsqueeze(1).unsqueeze(1);
+                AttnMask::Additive(additive_mask(
+                    &group_mask(&mask, c.num_heads / c.num_kv_heads),
+                    self.kind,
+                ))
+            }
+        };
         let rotation =
             rope::Rotation::new(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
 
@@ -128,7 +152,7 @@ impl Model {
                 slot: input.slot,
                 view: input.view,
             };
-            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps);
+            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
         }
         let x = taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x));
         let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
