@@ -18,26 +18,29 @@
 //! # How
 //!
 //! The slots `0..view` are cut into chunks of [`CHUNK`]. Kernel `wax_decode_attend` runs one block
-//! of [`WARPS`] warps per (row, kv head, chunk): the block loads the `G` queries of its kv head
-//! once, and each warp walks every [`WARPS`]-th slot of the chunk, skipping slots the row does not
-//! attend and stopping at `slot` (so the work and the memory read follow the real length, not the
-//! window). A warp keeps an online softmax per query head (running max `m`, sum `l`, weighted sum
-//! `acc`, element `i·32 + lane` of the head in lane `lane`); the block then combines its warps in
-//! shared memory. With one chunk the block writes the output; otherwise it writes `acc` (relative
-//! to its `m`) and `(m, l)`, and `wax_decode_merge` (one block per row and query head) combines the
-//! chunks. Chunks past `slot` write `m = −∞, l = 0`, which the merge skips.
+//! of [`WARPS`] warps per (row, kv head, chunk) and loads the `G` queries of its kv head once.
+//! Each warp is cut into groups of `tpk` lanes ([`Layout`]); a group takes one slot at a time, each
+//! of its lanes holding `e` consecutive elements of the head (16-byte vector loads where the
+//! shape allows), so a warp has `32 / tpk` slots in flight and a score costs `log2(tpk)`
+//! shuffles. Group `n` of the block walks slots `start + n, start + n + groups, …`, skipping slots
+//! the row does not attend and stopping at `slot` (so the work and the memory read follow the
+//! real length, not the window), and keeps an online softmax per query head (running max `m`,
+//! sum `l`, weighted sum `acc`; scores in log2 units so the exponentials are `exp2`). The block
+//! combines its groups in shared memory. With one chunk it writes the output; otherwise it writes
+//! `acc` (relative to its `m`) and `(m, l)`, and `wax_decode_merge` (one block per row and query
+//! head) combines the chunks. Chunks past `slot` write `m = −∞, l = 0`, which the merge skips.
 //!
 //! The slot is read from device memory and the grid depends only on `view`, so a captured CUDA
 //! graph replays the launches for every step inside its window. The kernels allocate nothing and
 //! never synchronise; [`DecodeAttention::launch`] only enqueues them on the caller's raw stream.
 //!
-//! The head size and the group size are compile-time constants of the source (one module per
-//! model shape and kind, compiled by NVRTC).
+//! The head size, the group size, the kind and the [`Layout`] are compile-time constants of the
+//! source (one module per model shape and kind, compiled by NVRTC).
 //!
 //! # Checking
 //!
-//! [`reference`] is the same algorithm on the CPU (the same chunks, warps, online softmax and
-//! combination order, in float32); the tests check it against a direct float64 softmax, and
+//! [`reference`] is the same algorithm on the CPU (the same chunks, lane groups, online softmax
+//! and combination order, in float32; only the dot product's summation order differs); the tests check it against a direct float64 softmax, and
 //! `worker/tests/gpu_decode.rs` checks the kernels against it and against libtorch's
 //! scaled-dot-product attention on the GPU machine.
 
@@ -112,11 +115,14 @@ pub fn splits(view: usize) -> usize {
 /// `min(WAX_HD rounded up to 32, 256)`.
 pub const SOURCE: &str = r#"
 // wax_decode_attend / wax_decode_merge: split-K attention of one query token per row over a KV
-// cache; see kernels/src/decode_attn.rs. WAX_HD, WAX_GROUP and WAX_BF16 are defined above.
+// cache; see kernels/src/decode_attn.rs. WAX_HD, WAX_GROUP, WAX_BF16, WAX_TPK, WAX_E and WAX_VEC
+// are defined above.
 
 #define WAX_WARPS 4
 #define WAX_CHUNK 64
-#define WAX_EPL ((WAX_HD + 31) / 32)
+#define WAX_GPW (32 / WAX_TPK)             // lane groups (slots in flight) per warp
+#define WAX_NS (WAX_WARPS * WAX_GPW)       // lane groups per block
+#define WAX_LOG2E 1.4426950408889634f
 #define WAX_FULL_MASK 0xffffffffu
 
 #if WAX_BF16
@@ -139,15 +145,48 @@ __device__ __forceinline__ wax_t wax_round(float f) { return f; }
 
 __device__ __forceinline__ float wax_neg_inf() { return __int_as_float((int)0xff800000u); }
 
+// Elements t·E .. t·E + E − 1 of the head-size row `p` (zeros past WAX_HD) into `dst`.
+__device__ __forceinline__ void wax_load_part(const wax_t* __restrict__ p, int t, float* dst) {
+#if WAX_VEC
+    // t·E elements are a multiple of 16 bytes from the row's start, and rows are 16-byte aligned.
+    const uint4* v = reinterpret_cast<const uint4*>(p + t * WAX_E);
+#pragma unroll
+    for (int i = 0; i < WAX_E * (int)sizeof(wax_t) / 16; ++i) {
+        const uint4 u = v[i];
+#if WAX_BF16
+        dst[8 * i + 0] = __uint_as_float(u.x << 16);
+        dst[8 * i + 1] = __uint_as_float(u.x & 0xffff0000u);
+        dst[8 * i + 2] = __uint_as_float(u.y << 16);
+        dst[8 * i + 3] = __uint_as_float(u.y & 0xffff0000u);
+        dst[8 * i + 4] = __uint_as_float(u.z << 16);
+        dst[8 * i + 5] = __uint_as_float(u.z & 0xffff0000u);
+        dst[8 * i + 6] = __uint_as_float(u.w << 16);
+        dst[8 * i + 7] = __uint_as_float(u.w & 0xffff0000u);
+#else
+        dst[4 * i + 0] = __uint_as_float(u.x);
+        dst[4 * i + 1] = __uint_as_float(u.y);
+        dst[4 * i + 2] = __uint_as_float(u.z);
+        dst[4 * i + 3] = __uint_as_float(u.w);
+#endif
+    }
+#else
+#pragma unroll
+    for (int i = 0; i < WAX_E; ++i) {
+        const int e = t * WAX_E + i;
+        dst[i] = (e < WAX_HD) ? wax_load(p + e) : 0.0f;
+    }
+#endif
+}
+
 extern "C" __global__ void __launch_bounds__(WAX_WARPS * 32)
 wax_decode_attend(const wax_t* __restrict__ q, const wax_t* __restrict__ keys,
                   const wax_t* __restrict__ values, const unsigned char* __restrict__ real,
                   const long long* __restrict__ slot_ptr, int kv_heads, int capacity,
                   int real_stride, int view, int splits, float scale, float* __restrict__ part_acc,
                   float* __restrict__ part_ml, wax_t* __restrict__ out) {
-    __shared__ float sm_m[WAX_WARPS][WAX_GROUP];
-    __shared__ float sm_l[WAX_WARPS][WAX_GROUP];
-    __shared__ float sm_acc[WAX_WARPS][WAX_GROUP][WAX_HD];
+    __shared__ float sm_m[WAX_NS][WAX_GROUP];
+    __shared__ float sm_l[WAX_NS][WAX_GROUP];
+    __shared__ float sm_acc[WAX_NS][WAX_GROUP][WAX_HD];
 
     const int split = (int)(blockIdx.x % (unsigned int)splits);
     const long long bh = (long long)(blockIdx.x / (unsigned int)splits);  // b * kv_heads + kv head
@@ -155,20 +194,22 @@ wax_decode_attend(const wax_t* __restrict__ q, const wax_t* __restrict__ keys,
     const long long b = bh / kv_heads;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
+    const int t = lane % WAX_TPK;                     // lane within its group
+    const int state = warp * WAX_GPW + lane / WAX_TPK;  // the group: one slot at a time
     const long long slot = *slot_ptr;
     const long long heads = (long long)kv_heads * WAX_GROUP;
 
-    float qv[WAX_GROUP][WAX_EPL];
-    float acc[WAX_GROUP][WAX_EPL];
+    // Scores in log2 units: q·k · scale · log2(e), so the softmax uses exp2.
+    float qv[WAX_GROUP][WAX_E];
+    float acc[WAX_GROUP][WAX_E];
     float m[WAX_GROUP];
     float l[WAX_GROUP];
 #pragma unroll
     for (int g = 0; g < WAX_GROUP; ++g) {
-        const wax_t* qr = q + (b * heads + (long long)h * WAX_GROUP + g) * WAX_HD;
+        wax_load_part(q + (b * heads + (long long)h * WAX_GROUP + g) * WAX_HD, t, qv[g]);
 #pragma unroll
-        for (int i = 0; i < WAX_EPL; ++i) {
-            const int e = i * 32 + lane;
-            qv[g][i] = (e < WAX_HD) ? wax_load(qr + e) * scale : 0.0f;
+        for (int i = 0; i < WAX_E; ++i) {
+            qv[g][i] *= scale * WAX_LOG2E;
             acc[g][i] = 0.0f;
         }
         m[g] = wax_neg_inf();
@@ -182,64 +223,70 @@ wax_decode_attend(const wax_t* __restrict__ q, const wax_t* __restrict__ keys,
     const wax_t* kb = keys + bh * (long long)capacity * WAX_HD;
     const wax_t* vb = values + bh * (long long)capacity * WAX_HD;
     const unsigned char* rr = real + b * (long long)real_stride;
-    // The slot index is the same in every lane of a warp: the branches below are warp-uniform.
-    for (long long j = start + warp; j < stop; j += WAX_WARPS) {
-        if (j != slot && rr[j] == 0) continue;
-        const wax_t* kr = kb + j * WAX_HD;
-        const wax_t* vr = vb + j * WAX_HD;
-        float kf[WAX_EPL];
-        float vf[WAX_EPL];
+    // `j0` is the same in every thread of the block, so every lane runs every iteration (the
+    // shuffles need the whole warp); within a group `j` and `ok` are the same in every lane.
+    for (long long j0 = start; j0 < stop; j0 += WAX_NS) {
+        const long long j = j0 + state;
+        const bool ok = j < stop && (j == slot || rr[j] != 0);
+        float kf[WAX_E];
+        float vf[WAX_E];
+        if (ok) {
+            wax_load_part(kb + j * WAX_HD, t, kf);
+            wax_load_part(vb + j * WAX_HD, t, vf);
+        } else {
 #pragma unroll
-        for (int i = 0; i < WAX_EPL; ++i) {
-            const int e = i * 32 + lane;
-            kf[i] = (e < WAX_HD) ? wax_load(kr + e) : 0.0f;
-            vf[i] = (e < WAX_HD) ? wax_load(vr + e) : 0.0f;
+            for (int i = 0; i < WAX_E; ++i) {
+                kf[i] = 0.0f;
+                vf[i] = 0.0f;
+            }
         }
 #pragma unroll
         for (int g = 0; g < WAX_GROUP; ++g) {
             float s = 0.0f;
 #pragma unroll
-            for (int i = 0; i < WAX_EPL; ++i) s = fmaf(qv[g][i], kf[i], s);
+            for (int i = 0; i < WAX_E; ++i) s = fmaf(qv[g][i], kf[i], s);
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(WAX_FULL_MASK, s, off);
-            const float m_new = fmaxf(m[g], s);
-            const float corr = expf(m[g] - m_new);  // exp(-inf) = 0 before the first slot
-            const float p = expf(s - m_new);
-            l[g] = l[g] * corr + p;
+            for (int off = WAX_TPK / 2; off > 0; off >>= 1) {
+                s += __shfl_xor_sync(WAX_FULL_MASK, s, off);
+            }
+            if (ok) {
+                const float m_new = fmaxf(m[g], s);
+                const float corr = exp2f(m[g] - m_new);  // exp2(-inf) = 0 before the first slot
+                const float p = exp2f(s - m_new);
+                l[g] = fmaf(l[g], corr, p);
 #pragma unroll
-            for (int i = 0; i < WAX_EPL; ++i) acc[g][i] = fmaf(p, vf[i], acc[g][i] * corr);
-            m[g] = m_new;
+                for (int i = 0; i < WAX_E; ++i) acc[g][i] = fmaf(p, vf[i], acc[g][i] * corr);
+                m[g] = m_new;
+            }
         }
     }
 
 #pragma unroll
     for (int g = 0; g < WAX_GROUP; ++g) {
-        if (lane == 0) {
-            sm_m[warp][g] = m[g];
-            sm_l[warp][g] = l[g];
+        if (t == 0) {
+            sm_m[state][g] = m[g];
+            sm_l[state][g] = l[g];
         }
 #pragma unroll
-        for (int i = 0; i < WAX_EPL; ++i) {
-            const int e = i * 32 + lane;
-            if (e < WAX_HD) sm_acc[warp][g][e] = acc[g][i];
+        for (int i = 0; i < WAX_E; ++i) {
+            const int e = t * WAX_E + i;
+            if (e < WAX_HD) sm_acc[state][g][e] = acc[g][i];
         }
     }
     __syncthreads();
 
-    for (int t = threadIdx.x; t < WAX_GROUP * WAX_HD; t += WAX_WARPS * 32) {
-        const int g = t / WAX_HD;
-        const int e = t % WAX_HD;
+    for (int x = threadIdx.x; x < WAX_GROUP * WAX_HD; x += WAX_WARPS * 32) {
+        const int g = x / WAX_HD;
+        const int e = x % WAX_HD;
         float mm = wax_neg_inf();
-#pragma unroll
-        for (int w = 0; w < WAX_WARPS; ++w) mm = fmaxf(mm, sm_m[w][g]);
+        for (int n = 0; n < WAX_NS; ++n) mm = fmaxf(mm, sm_m[n][g]);
         float ll = 0.0f;
         float aa = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WAX_WARPS; ++w) {
-            if (sm_l[w][g] > 0.0f) {
-                const float c = expf(sm_m[w][g] - mm);
-                ll = fmaf(c, sm_l[w][g], ll);
-                aa = fmaf(c, sm_acc[w][g][e], aa);
+        for (int n = 0; n < WAX_NS; ++n) {
+            if (sm_l[n][g] > 0.0f) {
+                const float c = exp2f(sm_m[n][g] - mm);
+                ll = fmaf(c, sm_l[n][g], ll);
+                aa = fmaf(c, sm_acc[n][g][e], aa);
             }
         }
         const long long row = b * heads + (long long)h * WAX_GROUP + g;
@@ -271,7 +318,7 @@ extern "C" __global__ void wax_decode_merge(const float* __restrict__ part_acc,
         for (int s = 0; s < splits; ++s) {
             const float ls = ml[2 * s + 1];
             if (ls > 0.0f) {
-                const float c = expf(ml[2 * s] - mm);
+                const float c = exp2f(ml[2 * s] - mm);
                 ll = fmaf(c, ls, ll);
                 aa = fmaf(c, part_acc[(row * splits + s) * WAX_HD + e], aa);
             }
@@ -281,13 +328,46 @@ extern "C" __global__ void wax_decode_merge(const float* __restrict__ part_acc,
 }
 "#;
 
+/// How one block's lanes share the work for a shape: groups of `tpk` lanes ("threads per key")
+/// take one slot at a time, each lane `e` consecutive elements of the head (`e·tpk ≥ head_dim`);
+/// `vec`: the parts are loaded as 16-byte vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub tpk: usize,
+    pub e: usize,
+    pub vec: bool,
+}
+
+impl Layout {
+    /// The layout for `shape`: the fewest lanes per slot that keep a lane's share of the queries
+    /// (`group · e`) within 32 registers and its part of a row within 16 elements, so a warp
+    /// has `32 / tpk` slots in flight.
+    pub fn of(shape: AttnShape) -> Layout {
+        let need = (shape.head_dim * shape.group).div_ceil(32).max(shape.head_dim.div_ceil(16));
+        let tpk = need.next_power_of_two().clamp(1, 32);
+        let e = shape.head_dim.div_ceil(tpk);
+        let vec = tpk * e == shape.head_dim && (e as u64 * shape.element_bytes()) % 16 == 0;
+        Layout { tpk, e, vec }
+    }
+
+    /// Lane groups per block (each keeps its own online softmax until the block combines them).
+    pub fn groups(&self) -> usize {
+        WARPS * (32 / self.tpk)
+    }
+}
+
 /// The full source for `shape`: its `#define`s, then [`SOURCE`].
 pub fn source(shape: AttnShape) -> String {
+    let layout = Layout::of(shape);
     format!(
-        "#define WAX_HD {}\n#define WAX_GROUP {}\n#define WAX_BF16 {}\n{SOURCE}",
+        "#define WAX_HD {}\n#define WAX_GROUP {}\n#define WAX_BF16 {}\n#define WAX_TPK {}\n\
+         #define WAX_E {}\n#define WAX_VEC {}\n{SOURCE}",
         shape.head_dim,
         shape.group,
-        u8::from(shape.bf16)
+        u8::from(shape.bf16),
+        layout.tpk,
+        layout.e,
+        u8::from(layout.vec)
     )
 }
 
@@ -396,7 +476,8 @@ pub fn validate(shape: AttnShape, args: &AttnArgs) -> Result<(), AttnError> {
     if !args.scale.is_finite() {
         return bad(format!("scale {} is not finite", args.scale));
     }
-    let el = shape.element_bytes();
+    // Vector loads read 16 bytes at a time from q, keys and values.
+    let el = if Layout::of(shape).vec { 16 } else { shape.element_bytes() };
     let split = splits(args.view) > 1;
     let pointers = [
         ("q", args.q, el, true),
@@ -404,7 +485,7 @@ pub fn validate(shape: AttnShape, args: &AttnArgs) -> Result<(), AttnError> {
         ("values", args.values, el, true),
         ("real", args.real, 1, true),
         ("slot", args.slot, 8, true),
-        ("out", args.out, el, true),
+        ("out", args.out, shape.element_bytes(), true),
         ("part_acc", args.part_acc, 4, split),
         ("part_ml", args.part_ml, 4, split),
     ];
@@ -545,8 +626,9 @@ pub struct HostAttn<'a> {
     pub scale: f32,
 }
 
-/// The kernels' algorithm on the CPU, in float32 (same chunks, warps, online softmax and order of
-/// combination; the warp's dot product is summed in lane order, not by the kernel's butterfly).
+/// The kernels' algorithm on the CPU, in float32 (same chunks, lane groups, online softmax and
+/// order of combination; the dot product is summed in element order, not by the kernel's
+/// butterfly).
 /// Returns `[batch, kv_heads·G, head_dim]` before rounding to the element kind.
 pub fn reference(a: &HostAttn) -> Result<Vec<f32>, AttnError> {
     let AttnShape { head_dim: hd, group, .. } = a.shape;
@@ -569,7 +651,10 @@ pub fn reference(a: &HostAttn) -> Result<Vec<f32>, AttnError> {
         for h in 0..a.kv_heads {
             for g in 0..group {
                 let row = (b * heads + h * group + g) * hd;
-                let q: Vec<f32> = a.q[row..row + hd].iter().map(|x| x * a.scale).collect();
+                let q: Vec<f32> = a.q[row..row + hd]
+                    .iter()
+                    .map(|x| x * (a.scale * std::f32::consts::LOG2_E))
+                    .collect();
                 parts.clear();
                 for split in 0..n {
                     parts.push(chunk(a, b, h, &q, split));
@@ -589,16 +674,18 @@ pub fn reference(a: &HostAttn) -> Result<Vec<f32>, AttnError> {
     Ok(out)
 }
 
-/// One block of `wax_decode_attend` for one query head: its warps' online softmaxes, combined.
+/// One block of `wax_decode_attend` for one query head: its lane groups' online softmaxes (in
+/// log2 units), combined.
 fn chunk(a: &HostAttn, b: usize, h: usize, q: &[f32], split: usize) -> (f32, f32, Vec<f32>) {
     let hd = q.len();
+    let groups = Layout::of(a.shape).groups() as i64;
     let start = (split * CHUNK) as i64;
     let stop = (start + CHUNK as i64).min(a.slot + 1).min(a.view as i64);
     let base = (b * a.kv_heads + h) * a.capacity * hd;
-    let mut warps = Vec::with_capacity(WARPS);
-    for w in 0..WARPS as i64 {
+    let mut states = Vec::with_capacity(groups as usize);
+    for state in 0..groups {
         let (mut m, mut l, mut acc) = (f32::NEG_INFINITY, 0f32, vec![0f32; hd]);
-        let mut j = start + w;
+        let mut j = start + state;
         while j < stop {
             let ju = j as usize;
             if j == a.slot || a.real[b * a.real_stride + ju] {
@@ -606,23 +693,23 @@ fn chunk(a: &HostAttn, b: usize, h: usize, q: &[f32], split: usize) -> (f32, f32
                 let v = &a.values[base + ju * hd..base + (ju + 1) * hd];
                 let s = q.iter().zip(k).fold(0f32, |s, (x, y)| x.mul_add(*y, s));
                 let m_new = m.max(s);
-                let corr = (m - m_new).exp();
-                let p = (s - m_new).exp();
-                l = l * corr + p;
+                let corr = (m - m_new).exp2();
+                let p = (s - m_new).exp2();
+                l = l.mul_add(corr, p);
                 for (x, y) in acc.iter_mut().zip(v) {
                     *x = p.mul_add(*y, *x * corr);
                 }
                 m = m_new;
             }
-            j += WARPS as i64;
+            j += groups;
         }
-        warps.push((m, l, acc));
+        states.push((m, l, acc));
     }
-    let mm = warps.iter().fold(f32::NEG_INFINITY, |mm, w| mm.max(w.0));
+    let mm = states.iter().fold(f32::NEG_INFINITY, |mm, w| mm.max(w.0));
     let (mut ll, mut aa) = (0f32, vec![0f32; hd]);
-    for (m, l, acc) in &warps {
+    for (m, l, acc) in &states {
         if *l > 0.0 {
-            let c = (m - mm).exp();
+            let c = (m - mm).exp2();
             ll = c.mul_add(*l, ll);
             for (x, y) in aa.iter_mut().zip(acc) {
                 *x = c.mul_add(*y, *x);
@@ -640,7 +727,7 @@ fn merge(parts: &[(f32, f32, Vec<f32>)], dst: &mut [f32]) {
         *o = 0.0;
     }
     for (m, l, acc) in parts.iter().filter(|p| p.1 > 0.0) {
-        let c = (m - mm).exp();
+        let c = (m - mm).exp2();
         ll = c.mul_add(*l, ll);
         for (o, y) in dst.iter_mut().zip(acc) {
             *o = c.mul_add(*y, *o);

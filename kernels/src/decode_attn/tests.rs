@@ -184,6 +184,39 @@ fn every_row_sees_only_its_own_real_slots() {
 }
 
 #[test]
+fn the_layout_covers_the_head_with_bounded_registers_and_shared_memory() {
+    let layout = |head_dim, group, bf16| Layout::of(AttnShape { head_dim, group, bf16 });
+    // Qwen3-0.6B (128, 2 query heads per kv head): groups of 8 lanes, 16 elements (32 bytes of
+    // bfloat16) each, 4 slots in flight per warp.
+    assert_eq!(layout(128, 2, true), Layout { tpk: 8, e: 16, vec: true });
+    assert_eq!(layout(128, 2, false), Layout { tpk: 8, e: 16, vec: true });
+    assert_eq!(layout(128, 4, true), Layout { tpk: 16, e: 8, vec: true });
+    assert_eq!(layout(128, 8, true), Layout { tpk: 32, e: 4, vec: false });
+    assert_eq!(layout(128, 8, false), Layout { tpk: 32, e: 4, vec: true });
+    assert_eq!(layout(64, 1, true), Layout { tpk: 4, e: 16, vec: true });
+    assert_eq!(layout(80, 8, true), Layout { tpk: 32, e: 3, vec: false });
+    assert_eq!(layout(16, 1, false), Layout { tpk: 1, e: 16, vec: true });
+    for head_dim in 1..=MAX_HEAD_DIM {
+        for group in 1..=MAX_GROUP {
+            for bf16 in [false, true] {
+                let shape = AttnShape { head_dim, group, bf16 };
+                let l = Layout::of(shape);
+                assert!(l.tpk.is_power_of_two() && l.tpk <= 32, "{shape:?}: {l:?}");
+                assert_eq!(l.e, head_dim.div_ceil(l.tpk), "{shape:?}: {l:?}");
+                assert!(l.e <= 16 && group * l.e <= 64, "{shape:?}: {l:?}");
+                // Static shared memory: (m, l, acc) of every group and query head, under 48 KB.
+                let bytes = l.groups() * group * (head_dim + 2) * 4;
+                assert!(bytes <= 48 * 1024, "{shape:?}: {bytes} bytes of shared memory");
+                if l.vec {
+                    assert_eq!(l.tpk * l.e, head_dim);
+                    assert_eq!(l.e as u64 * shape.element_bytes() % 16, 0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn splits_cover_the_window() {
     assert_eq!(splits(1), 1);
     assert_eq!(splits(CHUNK), 1);
@@ -266,7 +299,7 @@ fn the_kernels_compile_with_nvrtc_for_every_kind_and_the_shapes_of_the_model_fam
         eprintln!("skipping: libnvrtc not found (set LD_LIBRARY_PATH to CUDA 13's lib dir)");
         return;
     }
-    for (head_dim, group) in [(128, 2), (128, 4), (64, 1), (80, 8), (256, 1), (16, 3)] {
+    for (head_dim, group) in [(128, 2), (128, 4), (128, 8), (64, 1), (80, 8), (256, 1), (16, 3)] {
         for bf16 in [false, true] {
             let shape = AttnShape { head_dim, group, bf16 };
             let ptx = compile_ptx(shape).unwrap_or_else(|e| panic!("{shape:?}: {e}"));
