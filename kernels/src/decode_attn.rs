@@ -346,7 +346,8 @@ impl Layout {
         let need = (shape.head_dim * shape.group).div_ceil(32).max(shape.head_dim.div_ceil(16));
         let tpk = need.next_power_of_two().clamp(1, 32);
         let e = shape.head_dim.div_ceil(tpk);
-        let vec = tpk * e == shape.head_dim && (e as u64 * shape.element_bytes()) % 16 == 0;
+        let vec =
+            tpk * e == shape.head_dim && (e as u64 * shape.element_bytes()).is_multiple_of(16);
         Layout { tpk, e, vec }
     }
 
