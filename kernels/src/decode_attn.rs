@@ -100,7 +100,7 @@ pub fn splits(view: usize) -> usize {
     view.div_ceil(CHUNK).max(1)
 }
 
-/// CUDA C++ source of both kernels, without the three `#define`s of [`source`] (no includes).
+/// CUDA C++ source of both kernels, without the six `#define`s of [`source`] (no includes).
 ///
 /// `wax_decode_attend(q, keys, values, real, slot, kv_heads, capacity, real_stride, view,
 /// splits, scale, part_acc, part_ml, out)`:
@@ -340,8 +340,8 @@ pub struct Layout {
 
 impl Layout {
     /// The layout for `shape`: the fewest lanes per slot that keep a lane's share of the queries
-    /// (`group · e`) within 32 registers and its part of a row within 16 elements, so a warp
-    /// has `32 / tpk` slots in flight.
+    /// (`group · e`) within 32 registers (64 where 32 lanes cannot, beyond `head_dim · group =
+    /// 1024`) and its part of a row within 16 elements, so a warp has `32 / tpk` slots in flight.
     pub fn of(shape: AttnShape) -> Layout {
         let need = (shape.head_dim * shape.group).div_ceil(32).max(shape.head_dim.div_ceil(16));
         let tpk = need.next_power_of_two().clamp(1, 32);

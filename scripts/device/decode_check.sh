@@ -12,46 +12,72 @@
 #      (CUDA graphs + fused sampler + packed projections), op by op, without packed q/k/v and
 #      gate/up matmuls (WAX_PACKED_PROJECTIONS=0), and with the decode-attention kernel
 #      (WAX_DECODE_ATTENTION=kernel);
+#      The decode step's attention alone: SDPA against the kernel (`wax bench attention`);
 #   5. transformers.generate on the same weights, in the same run;
 #   6. the ratios (every variant against transformers and against the shipped loop), the
 #      weights-read roofline and the compute bound; batch 64 as shipped and with the kernel.
 # BENCH_ENV (e.g. `WAX_PACKED_PROJECTIONS=0`) is passed to one bench's environment.
-# Every step runs even if an earlier one failed; results land in $OUT.
+# Every step runs even if an earlier one failed; results land in $OUT. Steps run in order of
+# importance and each is skipped once it would overrun BUDGET_S seconds (default 540, under the
+# device tool's 600-second limit per call): PARTS (default `tests bench`) picks the groups.
 set -uo pipefail
-# NVRTC (for the fused sampler) lives in the CUDA wheel next to torch.
+# NVRTC (for the CUDA kernels) lives in the CUDA wheel next to torch.
 export LD_LIBRARY_PATH=${WAX_DEVICE_TORCH_LIB:-/opt/torch/.venv/lib/python3.12/site-packages/torch/lib}:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=${WAX_BIN:-device-bin/wax}
 out=${OUT:-/tmp/wax-device-out}
 export OUT=$out
 mkdir -p "$out"
 model=/tmp/wax-qwen3-0.6b-shape
-step() { echo "== $* ($(date +%T))"; }
+budget=${BUDGET_S:-540}
+parts=" ${PARTS:-tests bench} "
+step() { echo "== $* ($(date +%T), $((budget - SECONDS)) s left)"; }
+# fits SECONDS_NEEDED: whether a step of that length still fits the budget (says so if not).
+fits() {
+  if (( SECONDS + $1 > budget )); then
+    echo "== skipped: needs ~$1 s, $((budget - SECONDS)) s left"
+    return 1
+  fi
+}
 step doctor
 "$bin" doctor > "$out/doctor.txt" 2>&1
 step make model
-python3 scripts/device/decode_bench.py make "$model"
-step gpu tests
-[ -n "${WAX_SKIP_GPU_TESTS:-}" ] || WAX_GPU_TESTS=1 WAX_GPU_TEST_MODEL="$model" timeout 300 device-bin/gpu_decode --test-threads=1 \
-  --nocapture 2>&1 | tee "$out/gpu_tests.txt" | grep -v "^scale" | tail -20
+[ -d "$model" ] || python3 scripts/device/decode_bench.py make "$model"
+if [[ $parts == *" tests "* ]] && fits 150; then
+  step gpu tests
+  [ -n "${WAX_SKIP_GPU_TESTS:-}" ] || WAX_GPU_TESTS=1 WAX_GPU_TEST_MODEL="$model" \
+    timeout $((budget - SECONDS)) device-bin/gpu_decode --test-threads=1 --nocapture 2>&1 \
+    | tee "$out/gpu_tests.txt" | grep -v "^scale" | tail -24
+fi
 bench() { # name, extra args…
   local name=$1
   shift
+  fits 45 || return 0
   step "bench $name"
-  timeout 150 env ${BENCH_ENV:-} "$bin" bench model "$model" --device cuda --dtype bf16 --prompt-len 64 \
-    --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" > "$out/$name.json" \
-    2> "$out/$name.err"
+  timeout $((budget - SECONDS)) env ${BENCH_ENV:-} "$bin" bench model "$model" --device cuda \
+    --dtype bf16 --prompt-len 64 --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" \
+    > "$out/$name.json" 2> "$out/$name.err"
   tail -3 "$out/$name.err"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','step_attention','prefill_tokens_per_s')})" "$out/$name.json"
 }
-bench wax --batch 512
-bench wax_eager --batch 512 --decode eager
-BENCH_ENV=WAX_PACKED_PROJECTIONS=0 bench wax_unpacked --batch 512
-BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_attn_kernel --batch 512
-step transformers
-python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
-step summary
-python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" "$out/summary.json" \
-  "$out/wax_eager.json" "$out/wax_unpacked.json" "$out/wax_attn_kernel.json"
-bench wax_b64 --batch 64
-BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_b64_attn_kernel --batch 64
+if [[ $parts == *" bench "* ]]; then
+  if fits 30; then
+    step bench attention
+    timeout 60 "$bin" bench attention --device cuda --dtype bf16 | tee "$out/attention.txt"
+  fi
+  bench wax --batch 512
+  BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_attn_kernel --batch 512
+  if fits 60; then
+    step transformers
+    python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
+  fi
+  bench wax_eager --batch 512 --decode eager
+  BENCH_ENV=WAX_PACKED_PROJECTIONS=0 bench wax_unpacked --batch 512
+  if [ -s "$out/wax.json" ] && [ -s "$out/hf.json" ]; then
+    step summary
+    python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" \
+      "$out/summary.json" "$out"/wax_attn_kernel.json "$out"/wax_eager.json "$out"/wax_unpacked.json
+  fi
+  bench wax_b64 --batch 64
+  BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_b64_attn_kernel --batch 64
+fi
 step done

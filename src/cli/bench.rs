@@ -30,6 +30,10 @@ enum BenchCommand {
     /// Forward (prefill) and decode tokens/s of models, through the product's generation path.
     #[cfg(feature = "worker")]
     Model(super::bench_model::BenchModelArgs),
+    /// The decode step's attention alone: libtorch's SDPA over the window against the split-K
+    /// CUDA kernel (`WAX_DECODE_ATTENTION=kernel`), per window and fill level.
+    #[cfg(feature = "worker")]
+    Attention(super::bench_attention::BenchAttentionArgs),
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -52,6 +56,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         #[cfg(feature = "worker")]
         BenchCommand::Model(args) => super::bench_model::run(args),
+        #[cfg(feature = "worker")]
+        BenchCommand::Attention(args) => super::bench_attention::run(args),
     }
 }
 

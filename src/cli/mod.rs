@@ -2,6 +2,8 @@
 
 pub mod bench;
 #[cfg(feature = "worker")]
+pub mod bench_attention;
+#[cfg(feature = "worker")]
 pub mod bench_model;
 #[cfg(feature = "worker")]
 pub mod doctor;

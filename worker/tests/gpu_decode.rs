@@ -277,7 +277,18 @@ fn decode_attention_kernels_match_their_algorithm_and_sdpa() {
     let (b, kv_heads, capacity) = (5i64, 3i64, 300i64);
     let mut report = Vec::new();
     for (hd, group, bf16) in
-        [(128, 2, true), (128, 2, false), (64, 1, false), (80, 8, true), (128, 4, true)]
+        // Layouts: groups of 8, 16 and 32 lanes with vector loads, 32 with scalar loads (80), one
+        // lane per slot (16), and the capped 32 lanes of (256, 8).
+        [
+            (128, 2, true),
+            (128, 2, false),
+            (64, 1, false),
+            (80, 8, true),
+            (128, 4, true),
+            (128, 8, false),
+            (16, 1, false),
+            (256, 8, true),
+        ]
     {
         let shape = AttnShape { head_dim: hd, group, bf16 };
         let kernel = DecodeAttention::new(0, shape).unwrap();

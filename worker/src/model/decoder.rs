@@ -734,20 +734,7 @@ impl Model {
             AttnMask::Slots(slots) => slots.attend(&q, &k, &v)?,
             // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
             // share a kv head become extra query rows of that head (`mask` is already grouped).
-            AttnMask::Additive(mask) => {
-                let q = if group > 1 { q.reshape([b, nkv, group * t, hd]) } else { q };
-                let o = Tensor::scaled_dot_product_attention(
-                    &q,
-                    &k,
-                    &v,
-                    Some(mask),
-                    0.0,
-                    false,
-                    None,
-                    false,
-                );
-                if group > 1 { o.reshape([b, nh, t, hd]) } else { o }
-            }
+            AttnMask::Additive(mask) => masked_attention(&q, &k, &v, mask, group),
             // No mask: the fused (flash) kernels apply, grouped heads included.
             AttnMask::Causal => Tensor::scaled_dot_product_attention(
                 &q,
@@ -762,6 +749,24 @@ impl Model {
         };
         Ok(layer.o.forward(&o.transpose(1, 2).reshape([b, t, nh * hd])))
     }
+}
+
+/// Scaled-dot-product attention of queries `q` (`[B, heads, T, D]`) over keys and values
+/// `[B, heads / group, S, D]` with an additive `mask` grouped as [`group_mask`] groups:
+/// grouped-query attention without copying the cache, the `group` query heads that share a kv
+/// head becoming extra query rows of that head.
+pub(super) fn masked_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    group: i64,
+) -> Tensor {
+    let s = q.size();
+    let (b, nh, t, hd) = (s[0], s[1], s[2], s[3]);
+    let q = if group > 1 { q.reshape([b, nh / group, group * t, hd]) } else { q.shallow_clone() };
+    let o = Tensor::scaled_dot_product_attention(&q, k, v, Some(mask), 0.0, false, None, false);
+    if group > 1 { o.reshape([b, nh, t, hd]) } else { o }
 }
 
 /// Which slots each query reads.

@@ -13,6 +13,7 @@
 //! the raw layer output; `FinalNorm` is that last entry.
 
 mod attend;
+mod attend_bench;
 mod cache;
 mod config;
 mod decoder;
@@ -27,6 +28,7 @@ mod step;
 mod weights;
 
 pub use attend::StepAttention;
+pub use attend_bench::{AttnBenchConfig, AttnBenchRow, attention_bench};
 pub use cache::KvCache;
 pub use config::{Activation, Family, ModelConfig, NormKind, SUPPORTED_MODEL_TYPES};
 pub use decoder::{ForwardInput, LogitsSelect, Model};

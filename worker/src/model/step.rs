@@ -127,19 +127,13 @@ impl Model {
         );
         let mask = match slots {
             Some(slots) => AttnMask::Slots(slots),
-            None => {
-                // Query slot `slot` sees real slots up to itself, and always its own slot.
-                let j = Tensor::arange(input.view, (Kind::Int64, device)).unsqueeze(0);
-                let slot = input.slot.reshape([1, 1]);
-                let causal = j.le_tensor(&slot);
-                let own = j.eq_tensor(&slot);
-                let real = input.real.narrow(1, 0, input.view);
-                let mask = real.logical_or(&own).logical_and(&causal).unsqueeze(1).unsqueeze(1);
-                AttnMask::Additive(additive_mask(
-                    &group_mask(&mask, c.num_heads / c.num_kv_heads),
-                    self.kind,
-                ))
-            }
+            None => AttnMask::Additive(step_mask(
+                input.real,
+                input.slot,
+                input.view,
+                c.num_heads / c.num_kv_heads,
+                self.kind,
+            )),
         };
         let rotation =
             rope::Rotation::new(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
@@ -189,4 +183,16 @@ impl Model {
         }
         Ok(StepTaps { deltas })
     }
+}
+
+/// The additive mask `[B, 1, group, view]` (grouped as [`group_mask`] groups) of one decode token
+/// per row at cache slot `slot` (one int64 on the device): real slots up to the new one, and
+/// always the new one.
+pub(super) fn step_mask(real: &Tensor, slot: &Tensor, view: i64, group: i64, kind: Kind) -> Tensor {
+    let j = Tensor::arange(view, (Kind::Int64, real.device())).unsqueeze(0);
+    let slot = slot.reshape([1, 1]);
+    let causal = j.le_tensor(&slot);
+    let own = j.eq_tensor(&slot);
+    let mask = real.narrow(1, 0, view).logical_or(&own).logical_and(&causal);
+    additive_mask(&group_mask(&mask.unsqueeze(1).unsqueeze(1), group), kind)
 }
