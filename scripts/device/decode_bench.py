@@ -123,6 +123,7 @@ def summary(wax_json, hf_json, out, variants=()):
         "wax_decode_loop_new_tokens_per_s": wax["decode_tokens_per_s"],
         "wax_decode_ms_per_step": wax["decode_ms_per_step"],
         "wax_sample_ms": wax.get("sample_ms"),
+        "wax_capture_ms": wax.get("capture_ms"),
         "wax_prefill_tokens_per_s": wax["prefill_tokens_per_s"],
         "transformers_new_tokens_per_s": ref["new_tokens_per_s"],
         "ratio_wax_over_transformers_end_to_end": wax_e2e / ref["new_tokens_per_s"],
@@ -149,6 +150,7 @@ def summary(wax_json, hf_json, out, variants=()):
             "ratio_end_to_end_over_transformers": v_e2e / ref["new_tokens_per_s"],
             "decode_loop_speedup_over_shipped": v["decode_tokens_per_s"] / wax["decode_tokens_per_s"],
             "graphs": v.get("graphs"),
+            "capture_ms": v.get("capture_ms"),
             "step_attention": v.get("step_attention"),
         }
     with open(out, "w") as f:

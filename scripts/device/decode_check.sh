@@ -57,7 +57,7 @@ bench() { # name, extra args…
     --dtype bf16 --prompt-len 64 --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" \
     > "$out/$name.json" 2> "$out/$name.err"
   tail -3 "$out/$name.err"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','step_attention','prefill_tokens_per_s')})" "$out/$name.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','capture_ms','step_attention','prefill_tokens_per_s')})" "$out/$name.json"
 }
 if [[ $parts == *" bench "* ]]; then
   if fits 30; then

@@ -125,7 +125,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
             )?;
             writeln!(
                 out,
-                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7} {:>9}",
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7} {:>10} {:>9}",
                 "model",
                 "params",
                 "forward tok/s",
@@ -135,12 +135,13 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                 "sample ms",
                 "sampler",
                 "graphs",
+                "capture ms",
                 "attention"
             )?;
             for (r, b) in &results {
                 writeln!(
                     out,
-                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7} {:>9}",
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7} {:>10.1} {:>9}",
                     r,
                     b.parameters,
                     b.forward_tokens_per_s,
@@ -150,6 +151,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                     b.sample_ms,
                     b.sampler,
                     if b.graphs { "yes" } else { "no" },
+                    b.capture_ms,
                     b.step_attention
                 )?;
             }

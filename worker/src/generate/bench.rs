@@ -73,6 +73,9 @@ pub struct DecodeBench {
     /// included in the decode time).
     pub decode: Decode,
     pub graphs: bool,
+    /// Host wall time the decode loop spent capturing CUDA graphs (part of the decode time),
+    /// milliseconds.
+    pub capture_ms: f64,
     /// How the graph-ready decode step attended: `sdpa` or `kernel` (the split-K CUDA kernel,
     /// chosen by `WAX_DECODE_ATTENTION=kernel`); the eager loop always uses SDPA.
     pub step_attention: String,
@@ -129,6 +132,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
     };
     let (mut fwd, mut pre, mut dec, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut graphs = false;
+    let mut capture = Vec::new();
     let _guard = tch::no_grad_guard();
     for run in 0..cfg.warmup + cfg.repeats {
         sync(device);
@@ -146,6 +150,9 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         sync(device);
         let t3 = Instant::now();
         graphs = s.last_decode_graphed();
+        if run >= cfg.warmup {
+            capture.push(s.last_capture_s());
+        }
         debug_assert!(g.tokens.iter().all(|r| r.len() == cfg.new_tokens));
         if run >= cfg.warmup {
             fwd.push((t1 - t0).as_secs_f64());
@@ -194,6 +201,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         sample_reference_ms: median(samp_ref) * 1e3,
         decode: cfg.decode,
         graphs,
+        capture_ms: median(capture) * 1e3,
         step_attention: format!("{:?}", model.step_attention_in_use()).to_lowercase(),
         total_s: median(total),
     })

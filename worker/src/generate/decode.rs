@@ -219,6 +219,7 @@ impl Session<'_> {
             valid: st.valid,
             active: st.active,
             steps,
+            capture_s: graphs.as_ref().map_or(0.0, |g| g.capture_s),
             graphed: graphs.is_some(),
         })
     }

@@ -18,6 +18,7 @@ use super::session::{Decode, GenerateError, GenerateOptions, Session};
 use crate::cuda_graph::{self, CudaGraph, PoolId};
 use crate::model::{ModelError, StepAttention, StepInput, StepSteer};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Feed graphs attend over a multiple of this many cache slots.
@@ -69,9 +70,16 @@ impl Session<'_> {
             Device::Cuda(i) => i,
             _ => 0,
         };
+        let t0 = Instant::now();
         let sample = self.capture(ordinal, None, st, pieces, None)?;
         let pool = sample.pool().map_err(graph_err)?;
-        Ok(Graphs { sample, feeds: Vec::new(), pool, ordinal })
+        Ok(Graphs {
+            sample,
+            feeds: Vec::new(),
+            pool,
+            ordinal,
+            capture_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     /// Runs the feed graph of window `view`, capturing it on first use.
@@ -85,7 +93,9 @@ impl Session<'_> {
         let i = match graphs.feeds.iter().position(|(v, _)| *v == view) {
             Some(i) => i,
             None => {
+                let t0 = Instant::now();
                 let g = self.capture(graphs.ordinal, Some(graphs.pool), st, pieces, Some(view))?;
+                graphs.capture_s += t0.elapsed().as_secs_f64();
                 graphs.feeds.push((view, g));
                 graphs.feeds.len() - 1
             }
@@ -159,6 +169,8 @@ pub(super) struct Graphs {
     feeds: Vec<(i64, CudaGraph)>,
     pool: PoolId,
     ordinal: usize,
+    /// Host wall time spent capturing (warm-up runs included), seconds.
+    pub(super) capture_s: f64,
 }
 
 impl Graphs {

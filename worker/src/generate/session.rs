@@ -173,6 +173,7 @@ pub struct Session<'m> {
     last_logits: Option<Tensor>,
     /// Whether the latest `generate` replayed captured CUDA graphs.
     last_graphed: bool,
+    last_capture_s: f64,
 }
 
 impl<'m> Session<'m> {
@@ -212,6 +213,7 @@ impl<'m> Session<'m> {
             steering: steer,
             last_logits: None,
             last_graphed: false,
+            last_capture_s: 0.0,
         })
     }
 
@@ -390,6 +392,7 @@ impl<'m> Session<'m> {
         let logits = self.last_logits.take().ok_or_else(no_prompt)?;
         let decoded = self.decode(opts, logits, &masks, &stops, feed)?;
         self.last_graphed = decoded.graphed;
+        self.last_capture_s = decoded.capture_s;
         self.finish(decoded)
     }
 
@@ -397,6 +400,12 @@ impl<'m> Session<'m> {
     /// decoded op by op, including after a failed capture in `Decode::Auto`).
     pub fn last_decode_graphed(&self) -> bool {
         self.last_graphed
+    }
+
+    /// Host wall time the latest [`Session::generate`] spent capturing CUDA graphs (warm-up runs
+    /// included; 0 when it decoded op by op), seconds.
+    pub fn last_capture_s(&self) -> f64 {
+        self.last_capture_s
     }
 
     /// Reads a decode loop's results back (once per call) and updates the conversation state.
@@ -474,6 +483,8 @@ pub(super) struct Decoded {
     pub(super) steps: usize,
     /// Whether the loop replayed captured CUDA graphs.
     pub(super) graphed: bool,
+    /// Host wall time spent capturing them, seconds.
+    pub(super) capture_s: f64,
 }
 
 pub(super) fn tch_err(e: tch::TchError) -> GenerateError {
