@@ -45,10 +45,11 @@
 //! scaled-dot-product attention on the GPU machine.
 
 use std::ffi::c_void;
-use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError, result, sys};
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::driver::{result, sys};
+use cudarc::nvrtc::Ptx;
+
+use crate::element::{self, driver};
 
 /// Name of the attention kernel in [`SOURCE`].
 pub const ATTEND_NAME: &str = "wax_decode_attend";
@@ -100,7 +101,8 @@ pub fn splits(view: usize) -> usize {
     view.div_ceil(CHUNK).max(1)
 }
 
-/// CUDA C++ source of both kernels, without the six `#define`s of [`source`] (no includes).
+/// CUDA C++ source of both kernels, without the six `#define`s and the element helpers
+/// ([`crate::element::PRELUDE`]) that [`source`] puts first (no includes).
 ///
 /// `wax_decode_attend(q, keys, values, real, slot, kv_heads, capacity, real_stride, view,
 /// splits, scale, part_acc, part_ml, out)`:
@@ -116,7 +118,7 @@ pub fn splits(view: usize) -> usize {
 pub const SOURCE: &str = r#"
 // wax_decode_attend / wax_decode_merge: split-K attention of one query token per row over a KV
 // cache; see kernels/src/decode_attn.rs. WAX_HD, WAX_GROUP, WAX_BF16, WAX_TPK, WAX_E and WAX_VEC
-// are defined above.
+// are defined above, and the element helpers of kernels/src/element.rs.
 
 #define WAX_WARPS 4
 #define WAX_CHUNK 64
@@ -125,25 +127,6 @@ pub const SOURCE: &str = r#"
 #define WAX_LOG2E 1.4426950408889634f
 #define WAX_FULL_MASK 0xffffffffu
 
-#if WAX_BF16
-typedef unsigned short wax_t;
-__device__ __forceinline__ float wax_load(const wax_t* p) {
-    return __uint_as_float(((unsigned int)(*p)) << 16);
-}
-// float32 -> bfloat16, round to nearest even (NaN stays NaN), as libtorch rounds.
-__device__ __forceinline__ wax_t wax_round(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (wax_t)0x7fc0u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (wax_t)(u >> 16);
-}
-#else
-typedef float wax_t;
-__device__ __forceinline__ float wax_load(const wax_t* p) { return *p; }
-__device__ __forceinline__ wax_t wax_round(float f) { return f; }
-#endif
-
-__device__ __forceinline__ float wax_neg_inf() { return __int_as_float((int)0xff800000u); }
 
 // Elements t·E .. t·E + E − 1 of the head-size row `p` (zeros past WAX_HD) into `dst`.
 __device__ __forceinline__ void wax_load_part(const wax_t* __restrict__ p, int t, float* dst) {
@@ -357,65 +340,29 @@ impl Layout {
     }
 }
 
-/// The full source for `shape`: its `#define`s, then [`SOURCE`].
+/// The full source for `shape`: its `#define`s, the element helpers, then [`SOURCE`].
 pub fn source(shape: AttnShape) -> String {
     let layout = Layout::of(shape);
     format!(
         "#define WAX_HD {}\n#define WAX_GROUP {}\n#define WAX_BF16 {}\n#define WAX_TPK {}\n\
-         #define WAX_E {}\n#define WAX_VEC {}\n{SOURCE}",
+         #define WAX_E {}\n#define WAX_VEC {}\n{}{SOURCE}",
         shape.head_dim,
         shape.group,
         u8::from(shape.bf16),
         layout.tpk,
         layout.e,
-        u8::from(layout.vec)
+        u8::from(layout.vec),
+        crate::element::PRELUDE
     )
 }
 
-/// Errors of compiling, loading or launching the kernels.
-#[derive(Debug, thiserror::Error)]
-pub enum AttnError {
-    /// `libnvrtc` could not be loaded (it must be on `LD_LIBRARY_PATH` or the loader's path).
-    #[error("NVRTC (libnvrtc.so) not found: cannot compile {ATTEND_NAME}")]
-    NvrtcMissing,
-    /// `libcuda` could not be loaded: a machine without the CUDA driver.
-    #[error("CUDA driver (libcuda.so) not found")]
-    DriverMissing,
-    /// NVRTC rejected the source.
-    #[error("NVRTC failed to compile {ATTEND_NAME}: {message}\n{log}")]
-    Compile { message: String, log: String },
-    /// A CUDA driver call failed.
-    #[error("CUDA driver call {call} failed: {source}")]
-    Driver {
-        call: &'static str,
-        #[source]
-        source: DriverError,
-    },
-    /// The shape or the launch arguments are invalid.
-    #[error("bad argument to {ATTEND_NAME}: {0}")]
-    BadArgument(String),
-}
-
-fn driver(call: &'static str) -> impl FnOnce(DriverError) -> AttnError {
-    move |source| AttnError::Driver { call, source }
-}
+pub use crate::element::KernelError as AttnError;
 
 /// Compiles the kernels for `shape` to PTX with NVRTC (default options: IEEE division, no fast
 /// math).
 pub fn compile_ptx(shape: AttnShape) -> Result<Ptx, AttnError> {
     shape.check()?;
-    // SAFETY: only tries to dlopen libnvrtc by its usual names.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(AttnError::NvrtcMissing);
-    }
-    let opts = CompileOptions { name: Some("wax_decode_attn.cu".into()), ..Default::default() };
-    cudarc::nvrtc::compile_ptx_with_opts(source(shape), opts).map_err(|e| match e {
-        CompileError::CompileError { nvrtc, log, .. } => AttnError::Compile {
-            message: nvrtc.to_string(),
-            log: log.to_string_lossy().into_owned(),
-        },
-        other => AttnError::Compile { message: format!("{other:?}"), log: String::new() },
-    })
+    element::compile(source(shape), ATTEND_NAME, "wax_decode_attn.cu")
 }
 
 /// One launch. Pointers are raw device addresses (e.g. libtorch's `tensor.data_ptr() as u64`) of
@@ -506,25 +453,15 @@ pub fn validate(shape: AttnShape, args: &AttnArgs) -> Result<(), AttnError> {
 #[derive(Debug)]
 pub struct DecodeAttention {
     shape: AttnShape,
-    ctx: Arc<CudaContext>,
-    _module: Arc<CudaModule>,
-    attend: CudaFunction,
-    merge: CudaFunction,
+    loaded: element::Loaded,
 }
 
 impl DecodeAttention {
     /// Compiles the kernels for `shape` with NVRTC and loads them on device `ordinal`.
     pub fn new(ordinal: usize, shape: AttnShape) -> Result<Self, AttnError> {
-        // SAFETY: only tries to dlopen the driver library by its usual names.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(AttnError::DriverMissing);
-        }
         let ptx = compile_ptx(shape)?;
-        let ctx = CudaContext::new(ordinal).map_err(driver("cuDevicePrimaryCtxRetain"))?;
-        let module = ctx.load_module(ptx).map_err(driver("cuModuleLoadData"))?;
-        let attend = module.load_function(ATTEND_NAME).map_err(driver("cuModuleGetFunction"))?;
-        let merge = module.load_function(MERGE_NAME).map_err(driver("cuModuleGetFunction"))?;
-        Ok(DecodeAttention { shape, ctx, _module: module, attend, merge })
+        let loaded = element::load(ordinal, ptx, &[ATTEND_NAME, MERGE_NAME])?;
+        Ok(DecodeAttention { shape, loaded })
     }
 
     /// The shape the kernels were compiled for.
@@ -542,7 +479,7 @@ impl DecodeAttention {
     /// `stream` must be a live stream of this context (or 0).
     pub unsafe fn launch(&self, stream: u64, args: &AttnArgs) -> Result<(), AttnError> {
         validate(self.shape, args)?;
-        self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        self.loaded.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         let n = splits(args.view);
         // The driver reads each parameter through a pointer to its value: locals of exactly the
         // kernel's parameter types, alive until the launches return. Sizes are validated above.
@@ -575,7 +512,7 @@ impl DecodeAttention {
         // signature in number, order and size, and the caller vouches for pointers and stream.
         unsafe {
             result::launch_kernel(
-                self.attend.cu_function(),
+                self.loaded.functions[0].cu_function(),
                 (blocks, 1, 1),
                 ((WARPS * 32) as u32, 1, 1),
                 0,
@@ -598,7 +535,7 @@ impl DecodeAttention {
         // SAFETY: as above, for the merge kernel's signature.
         unsafe {
             result::launch_kernel(
-                self.merge.cu_function(),
+                self.loaded.functions[1].cu_function(),
                 (rows, 1, 1),
                 (threads, 1, 1),
                 0,

@@ -152,6 +152,7 @@ def summary(wax_json, hf_json, out, variants=()):
             "graphs": v.get("graphs"),
             "capture_ms": v.get("capture_ms"),
             "step_attention": v.get("step_attention"),
+            "step_prep": v.get("step_prep"),
         }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)

@@ -237,3 +237,77 @@ fn the_decode_attention_kernels_algorithm_gives_the_conversation_of_sdpa() {
         assert_eq!(a3.tokens, a2.tokens, "{name}: eager vs kernel algorithm");
     }
 }
+
+/// The q/k preparation kernel's arithmetic (run on the host: `StepPrep::Reference`) in the
+/// graph-ready step gives the conversation of the libtorch ops on every family (q/k norms on
+/// Qwen3, biases on Qwen2, GPT-NeoX's interleaved heads and partial rotary), alone and with the
+/// attention kernel's algorithm.
+#[test]
+fn the_qk_prep_kernels_arithmetic_gives_the_conversation_of_the_ops() {
+    use wax_worker::model::{StepAttention, StepPrep};
+    for name in FAMILIES {
+        let mut model = load(name);
+        assert_eq!(model.step_prep(), StepPrep::Ops, "{name}: default");
+        let (a1, b1, len1) = steered_conversation(&model, Decode::Static, steering(&model, 3));
+        model.set_step_prep(StepPrep::Reference);
+        let (a2, b2, len2) = steered_conversation(&model, Decode::Static, steering(&model, 3));
+        assert_same(name, "turn 1 (top-p)", &a1, &a2, 1e-2);
+        assert_same(name, "turn 2", &b1, &b2, 1e-4);
+        assert_eq!(len1, len2, "{name}: positions after two turns");
+        model.set_step_attention(StepAttention::Reference);
+        let (a3, b3, _) = steered_conversation(&model, Decode::Static, steering(&model, 3));
+        assert_same(name, "both kernels, turn 1 (top-p)", &a1, &a3, 1e-2);
+        assert_same(name, "both kernels, turn 2", &b1, &b3, 1e-4);
+    }
+}
+
+/// In bfloat16 the kernel's arithmetic rounds as libtorch's ops round: one step's logits agree
+/// with the ops' (only the norm's float32 sum order differs).
+#[test]
+fn the_qk_prep_kernels_arithmetic_rounds_bfloat16_as_the_ops_do() {
+    use tch::Tensor;
+    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput, StepPrep};
+    for name in FAMILIES {
+        let mut model =
+            Model::load(&model_dir(name), Device::Cpu, Kind::BFloat16).expect("load fixture");
+        let (b, t) = (3i64, 7i64);
+        let ids = Tensor::arange(b * t, (Kind::Int64, Device::Cpu)).view([b, t]).remainder(40) + 3;
+        let prefill = ForwardInput {
+            input_ids: ids,
+            positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).repeat([b, 1]),
+            attention_mask: Tensor::ones([b, t], (Kind::Bool, Device::Cpu)),
+        };
+        let next = Tensor::from_slice(&[11i64, 12, 13]).view([b, 1]);
+        let pos = Tensor::from_slice(&[t, t, t]).view([b, 1]);
+        let real = Tensor::zeros([b, 16], (Kind::Bool, Device::Cpu));
+        let _ = real.narrow(1, 0, t + 1).fill_(1);
+        let slot = Tensor::from_slice(&[t]);
+        let step = |model: &Model| {
+            let mut cache = model.new_cache(b, 16).unwrap();
+            let _ = model
+                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
+                .unwrap();
+            let input = StepInput {
+                ids: &next,
+                positions: &pos,
+                real: &real,
+                slot: &slot,
+                view: 16,
+                steering: &[],
+            };
+            let logits = model.forward_step(&input, &cache).unwrap();
+            (logits, cache.keys_of(0).copy())
+        };
+        let (ops, ops_keys) = step(&model);
+        model.set_step_prep(StepPrep::Reference);
+        let (kernel, kernel_keys) = step(&model);
+        let scale = ops.abs().max().double_value(&[]);
+        let diff = (&kernel - &ops).abs().max().double_value(&[]);
+        assert!(diff <= 0.02 * scale, "{name}: max |Δlogit| {diff} of {scale}");
+        // The cached keys of the new token: equal but for rare last-bit norm differences.
+        let new = |k: &Tensor| k.narrow(2, t, 1).to_kind(Kind::Float);
+        let same = new(&kernel_keys).eq_tensor(&new(&ops_keys)).to_kind(Kind::Float).mean(None);
+        let same = same.double_value(&[]);
+        assert!(same >= 0.98, "{name}: {same} of the new keys bit-identical");
+    }
+}

@@ -12,7 +12,8 @@
 //!   padding (plain causal attention, grouped heads in the kernel) the logits of the masked path;
 //! - the split-K decode-attention kernels give what their host algorithm and libtorch's SDPA give
 //!   (float32 and bfloat16, several head and group sizes, windows of one to four chunks, padded
-//!   rows), and decoding through CUDA graphs with them gives the tokens of the eager loop.
+//!   rows); the q/k preparation kernel gives the logits and cached keys of the ops and of its
+//!   host arithmetic; decoding through CUDA graphs with both gives the tokens of the eager loop.
 //!
 //! The model is `WAX_GPU_TEST_MODEL` (a local snapshot; the device script makes a random-init
 //! Qwen3-0.6B-shaped one).
@@ -394,19 +395,23 @@ fn decode_attention_kernels_match_their_algorithm_and_sdpa() {
 }
 
 #[test]
-fn graph_decode_with_the_attention_kernel_gives_the_tokens_of_the_eager_loop() {
-    use wax_worker::model::StepAttention;
+fn graph_decode_with_the_decode_kernels_gives_the_tokens_of_the_eager_loop() {
+    use wax_worker::model::{StepAttention, StepPrep};
     let Some((_, mut model)) = gpu_model() else { return };
     let _guard = tch::no_grad_guard();
     let rows = 32;
     let (e1, e2) = two_turns(&model, Decode::Eager, rows);
     model.set_step_attention(StepAttention::Kernel);
+    model.set_step_prep(StepPrep::Kernel);
+    assert_eq!(model.step_attention_in_use(), StepAttention::Kernel);
+    assert_eq!(model.step_prep_in_use(), StepPrep::Kernel);
     let (k1, k2) = two_turns(&model, Decode::Graph, rows);
     let same1 = e1.tokens.iter().zip(&k1.tokens).filter(|(a, b)| a == b).count();
     let same2 = e2.tokens.iter().zip(&k2.tokens).filter(|(a, b)| a == b).count();
     let line = format!(
-        "greedy fp32, attention kernel in CUDA graphs, {rows} rows: turn 1 (crossing slot 128) \
-         {same1}/{rows} rows identical to the eager loop, turn 2 {same2}/{rows}"
+        "greedy fp32, attention and q/k preparation kernels in CUDA graphs, {rows} rows: turn 1 \
+         (crossing slot 128) {same1}/{rows} rows identical to the eager loop, turn 2 \
+         {same2}/{rows}"
     );
     eprintln!("{line}");
     if let Ok(out) = std::env::var("OUT") {
@@ -414,4 +419,76 @@ fn graph_decode_with_the_attention_kernel_gives_the_tokens_of_the_eager_loop() {
     }
     assert!(same1 * 10 >= rows * 9, "{line}");
     assert!(same2 * 10 >= rows * 9, "{line}");
+}
+
+#[test]
+fn qk_prep_kernel_gives_the_step_of_the_ops_and_of_its_host_arithmetic() {
+    use wax_worker::model::{LogitsSelect, StepInput, StepPrep};
+    let Some(dev) = gpu() else { return };
+    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else { return };
+    let _guard = tch::no_grad_guard();
+    let mut report = Vec::new();
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let mut model = Model::load(std::path::Path::new(&dir), dev, kind).unwrap();
+        let vocab = model.config().vocab_size;
+        let (b, t, cap) = (6i64, 37i64, 64i64);
+        let ids = Tensor::from_slice(
+            &(0..b * t).map(|i| (i * 7919) % (vocab - 1) + 1).collect::<Vec<i64>>(),
+        )
+        .view([b, t])
+        .to_device(dev);
+        let prefill = ForwardInput {
+            input_ids: ids,
+            positions: Tensor::arange(t, (Kind::Int64, dev)).repeat([b, 1]),
+            attention_mask: Tensor::ones([b, t], (Kind::Bool, dev)),
+        };
+        let next = Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([b, 1]).to_device(dev);
+        let pos = (Tensor::ones([b, 1], (Kind::Int64, dev)) * t).to_device(dev);
+        let real = Tensor::zeros([b, cap], (Kind::Bool, dev));
+        let _ = real.narrow(1, 0, t + 1).fill_(1);
+        let slot = Tensor::from_slice(&[t]).to_device(dev);
+        let step = |model: &Model| {
+            let mut cache = model.new_cache(b, cap).unwrap();
+            let _ = model
+                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
+                .unwrap();
+            let input = StepInput {
+                ids: &next,
+                positions: &pos,
+                real: &real,
+                slot: &slot,
+                view: cap,
+                steering: &[],
+            };
+            let logits = model.forward_step(&input, &cache).unwrap();
+            (logits, cache.keys_of(0).narrow(2, t, 1).to_kind(Kind::Float))
+        };
+        let (ops, ops_k) = step(&model);
+        model.set_step_prep(StepPrep::Kernel);
+        assert_eq!(model.step_prep_in_use(), StepPrep::Kernel, "{kind:?}");
+        let (kern, kern_k) = step(&model);
+        model.set_step_prep(StepPrep::Reference);
+        let (host, host_k) = step(&model);
+        let diff = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]);
+        let same = |x: &Tensor, y: &Tensor| {
+            x.eq_tensor(y).to_kind(Kind::Float).mean(None).double_value(&[])
+        };
+        let scale = ops.abs().max().double_value(&[]);
+        let line = format!(
+            "{kind:?}: max |Δlogit| kernel vs ops {:.2e}, vs host arithmetic {:.2e} (logits up to \
+             {scale:.1}); new keys bit-identical: kernel vs ops {:.4}, vs host {:.4}",
+            diff(&kern, &ops),
+            diff(&kern, &host),
+            same(&kern_k, &ops_k),
+            same(&kern_k, &host_k)
+        );
+        eprintln!("{line}");
+        report.push(line.clone());
+        let tol = if kind == Kind::Float { 1e-3 } else { 0.02 * scale };
+        assert!(diff(&kern, &ops) <= tol && diff(&kern, &host) <= tol, "{line}");
+        assert!(same(&kern_k, &ops_k) >= 0.98 && same(&kern_k, &host_k) >= 0.98, "{line}");
+    }
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/qk_prep.txt"), report.join("\n") + "\n");
+    }
 }

@@ -79,6 +79,9 @@ pub struct DecodeBench {
     /// How the graph-ready decode step attended: `sdpa` or `kernel` (the split-K CUDA kernel,
     /// chosen by `WAX_DECODE_ATTENTION=kernel`); the eager loop always uses SDPA.
     pub step_attention: String,
+    /// How the graph-ready decode step prepared queries and keys: `ops` or `kernel` (one launch
+    /// for q/k norms, RoPE and cache writes, chosen by `WAX_DECODE_PREP=kernel`).
+    pub step_prep: String,
     /// Wall time of prefill + decode, seconds.
     pub total_s: f64,
 }
@@ -203,6 +206,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         graphs,
         capture_ms: median(capture) * 1e3,
         step_attention: format!("{:?}", model.step_attention_in_use()).to_lowercase(),
+        step_prep: format!("{:?}", model.step_prep_in_use()).to_lowercase(),
         total_s: median(total),
     })
 }

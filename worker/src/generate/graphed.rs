@@ -16,7 +16,7 @@
 use super::decode::{Pieces, State, sample_piece, set, steered_rows};
 use super::session::{Decode, GenerateError, GenerateOptions, Session};
 use crate::cuda_graph::{self, CudaGraph, PoolId};
-use crate::model::{ModelError, StepAttention, StepInput, StepSteer};
+use crate::model::{ModelError, StepAttention, StepInput, StepPrep, StepSteer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -43,8 +43,10 @@ impl Session<'_> {
         if !self.model.supports_step() {
             return Err("dynamic RoPE scaling decodes op by op".into());
         }
-        if self.model.step_attention() == StepAttention::Reference {
-            return Err("the host reference of the decode attention kernel decodes op by op".into());
+        if self.model.step_attention() == StepAttention::Reference
+            || self.model.step_prep() == StepPrep::Reference
+        {
+            return Err("the host references of the decode kernels decode op by op".into());
         }
         if self.model.is_training() {
             return Err("a model in training mode (LoRA dropout) decodes op by op".into());

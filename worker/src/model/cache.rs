@@ -59,6 +59,12 @@ impl KvCache {
         self.batch
     }
 
+    /// Layer `layer`'s key buffer `[B, kv_heads, capacity, head_dim]` (a view; slots past
+    /// [`KvCache::len`] hold stale or unwritten values).
+    pub fn keys_of(&self, layer: usize) -> &Tensor {
+        &self.keys[layer]
+    }
+
     /// Forgets everything (the buffers are kept).
     pub fn reset(&mut self) {
         self.len = 0;

@@ -10,6 +10,7 @@ use super::config::{Family, ModelConfig, NormKind};
 use super::error::ModelError;
 use super::hooks::{HookPoint, Hooks, LayerSite, Prepared};
 use super::layers::{Linear, Mlp, Norm, Packed, Packing};
+use super::prep::{SlotPrep, StepPrep};
 use super::rope;
 use super::weights::WeightFiles;
 
@@ -107,6 +108,8 @@ pub struct Model {
     pub(super) packing: Packing,
     /// How the graph-ready decode step attends.
     pub(super) step_attention: StepAttention,
+    /// How the graph-ready decode step prepares queries and keys.
+    pub(super) step_prep: StepPrep,
 }
 
 /// Tensors in snapshots that are buffers, not parameters.
@@ -334,6 +337,7 @@ impl Model {
             lora: None,
             packing: Packing::default_for(device),
             step_attention: StepAttention::from_env(),
+            step_prep: StepPrep::from_env(),
         })
     }
 
@@ -365,6 +369,24 @@ impl Model {
             self.kind,
             self.device(),
         )
+    }
+
+    /// How [`Model::forward_step`] prepares queries and keys (by default [`StepPrep::from_env`]).
+    pub fn step_prep(&self) -> StepPrep {
+        self.step_prep
+    }
+
+    /// What [`Model::forward_step`] runs under the current choice on this model's device and
+    /// kind: `Kernel` only where the CUDA kernel applies and compiles (compiling it now if
+    /// needed).
+    pub fn step_prep_in_use(&self) -> StepPrep {
+        super::prep::in_use(self.step_prep, &self.config, self.kind, self.device())
+    }
+
+    /// Chooses how [`Model::forward_step`] prepares queries and keys; the results agree either
+    /// way (within float rounding).
+    pub fn set_step_prep(&mut self, choice: StepPrep) {
+        self.step_prep = choice;
     }
 
     /// Chooses how [`Model::forward_step`] attends; the results agree either way (within float
@@ -697,21 +719,27 @@ impl Model {
                 } else {
                     (q.forward(h), k.forward(h), v.forward(h))
                 };
-                let mut q = q.view([b, t, nh, hd]);
-                let mut k = k.view([b, t, nkv, hd]);
-                if let Some(n) = &layer.q_norm {
-                    q = n.forward(&q);
-                }
-                if let Some(n) = &layer.k_norm {
-                    k = n.forward(&k);
-                }
-                (q, k, v.view([b, t, nkv, hd]))
+                (q.view([b, t, nh, hd]), k.view([b, t, nkv, hd]), v.view([b, t, nkv, hd]))
             }
             Qkv::Fused(qkv) => {
                 let qkv = qkv.forward(h).view([b, t, nh, 3 * hd]);
                 (qkv.narrow(-1, 0, hd), qkv.narrow(-1, hd, hd), qkv.narrow(-1, 2 * hd, hd))
             }
         };
+        // The step's kernel: norms, RoPE and cache writes in one launch.
+        if let KvWrite::Slot { keys, values, view, prep: Some(prep), .. } = kv {
+            let norms = (layer.q_norm.as_ref(), layer.k_norm.as_ref());
+            let q = prep.run(&q, &k, &v, norms, keys, values)?;
+            let (k, v) = (keys.narrow(2, 0, view), values.narrow(2, 0, view));
+            return self.attend(layer, &q, &k, &v, mask, (b, t));
+        }
+        let (mut q, mut k) = (q, k);
+        if let Some(n) = &layer.q_norm {
+            q = n.forward(&q);
+        }
+        if let Some(n) = &layer.k_norm {
+            k = n.forward(&k);
+        }
         let q = rotation.apply(&q).transpose(1, 2);
         let k = rotation.apply(&k).transpose(1, 2);
         let v = v.transpose(1, 2);
@@ -721,7 +749,7 @@ impl Model {
                 values.narrow(2, past, t).copy_(&v);
                 (keys.narrow(2, 0, past + t), values.narrow(2, 0, past + t))
             }
-            KvWrite::Slot { keys, values, slot, view } => {
+            KvWrite::Slot { keys, values, slot, view, .. } => {
                 let at = slot.reshape([1]);
                 let _ = keys.shallow_clone().index_copy_(2, &at, &k);
                 let _ = values.shallow_clone().index_copy_(2, &at, &v);
@@ -729,17 +757,33 @@ impl Model {
             }
             KvWrite::None => (k, v),
         };
+        self.attend(layer, &q, &k, &v, mask, (b, t))
+    }
+
+    /// Attention of queries `q` (`[B, heads, T, head_dim]`) over `k`/`v` (`[B, kv_heads, S,
+    /// head_dim]`, the new tokens' included) and the output projection.
+    fn attend(
+        &self,
+        layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttnMask,
+        (b, t): (i64, i64),
+    ) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let group = nh / nkv;
         let o = match mask {
-            AttnMask::Slots(slots) => slots.attend(&q, &k, &v)?,
+            AttnMask::Slots(slots) => slots.attend(q, k, v)?,
             // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
             // share a kv head become extra query rows of that head (`mask` is already grouped).
-            AttnMask::Additive(mask) => masked_attention(&q, &k, &v, mask, group),
+            AttnMask::Additive(mask) => masked_attention(q, k, v, mask, group),
             // No mask: the fused (flash) kernels apply, grouped heads included.
             AttnMask::Causal => Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
+                q,
+                k,
+                v,
                 None::<&Tensor>,
                 0.0,
                 true,
@@ -787,8 +831,15 @@ pub(super) enum KvWrite<'a> {
     /// Written at host-known slots `past..past+T`; attention over slots `0..past+T`.
     At { keys: &'a Tensor, values: &'a Tensor, past: i64 },
     /// One new token written at the slot held by the device tensor `slot` (one int64), attention
-    /// over slots `0..view`: the form a captured CUDA graph replays at every step.
-    Slot { keys: &'a Tensor, values: &'a Tensor, slot: &'a Tensor, view: i64 },
+    /// over slots `0..view`: the form a captured CUDA graph replays at every step. With `prep`,
+    /// its q/k norms, RoPE and cache writes are one kernel.
+    Slot {
+        keys: &'a Tensor,
+        values: &'a Tensor,
+        slot: &'a Tensor,
+        view: i64,
+        prep: Option<&'a SlotPrep>,
+    },
 }
 
 /// What a block does at its hook points.

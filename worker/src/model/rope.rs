@@ -283,6 +283,11 @@ pub struct Rotation {
 }
 
 impl Rotation {
+    /// The cos and signed-sin tables, `[B, T, 1, rot]` in the model's kind.
+    pub(super) fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn new(inv_freq: &Tensor, scaling: f64, positions: &Tensor, kind: Kind) -> Rotation {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
         let (c, s) = (freqs.cos(), freqs.sin());

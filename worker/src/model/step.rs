@@ -16,6 +16,7 @@ use super::cache::KvCache;
 use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
 use super::hooks::{HookPoint, masked_delta, summed_delta};
+use super::prep::SlotPrep;
 use super::rope;
 
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
@@ -137,6 +138,8 @@ impl Model {
         };
         let rotation =
             rope::Rotation::new(&self.inv_freq, self.rope_scaling, input.positions, self.kind);
+        let prep =
+            SlotPrep::resolve(self.step_prep, c, self.kind, device, rotation.tables(), input.slot);
 
         let mut x = Tensor::f_embedding(&self.embed, input.ids, -1, false, false)?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -145,6 +148,7 @@ impl Model {
                 values: &cache.values[l],
                 slot: input.slot,
                 view: input.view,
+                prep: prep.as_ref(),
             };
             x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
         }
