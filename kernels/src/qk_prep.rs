@@ -145,6 +145,8 @@ wax_qk_prep(const wax_t* __restrict__ q, long long q_row, long long q_head,
     __syncwarp();
 
     const long long slot = *slot_ptr;
+    // A slot outside the cache writes nothing (the decode loop never asks for one).
+    if (!is_q && (slot < 0 || slot >= capacity)) return;
     wax_t* dst = is_q ? q_out + (b * heads + h) * WAX_HD
                       : keys + ((b * kv_heads + h) * (long long)capacity + slot) * WAX_HD;
     const wax_t* cs = cos_t + b * WAX_ROT;
@@ -378,6 +380,7 @@ pub fn reference_head(
 ) -> Vec<f32> {
     let k = |v: f32| to_kind(v, shape.bf16);
     let hd = shape.head_dim;
+    assert_eq!(shape.norm, weight.is_some(), "norm weights exactly when the shape norms");
     let y: Vec<f32> = match (shape.norm, weight) {
         (true, Some(w)) => {
             let ss = x.iter().fold(0f32, |s, v| s + v * v);

@@ -213,7 +213,10 @@ impl SlotPrep {
         if let Some((qn, kn)) = weights {
             tensors.extend([&qn.weight, &kn.weight]);
         }
+        let weights_ok =
+            weights.is_none_or(|(qn, kn)| qn.weight.size() == [hd] && kn.weight.size() == [hd]);
         if tensors.iter().any(|t| t.kind() != kind || t.device() != Device::Cuda(ordinal))
+            || !weights_ok
             || self.slot.kind() != Kind::Int64
             || self.slot.device() != Device::Cuda(ordinal)
         {
@@ -248,6 +251,7 @@ impl SlotPrep {
             keys: ptr(keys),
             values: ptr(values),
         };
+        // Without the graph shim libtorch issues work to the legacy default stream, handle 0.
         let stream = if cuda_graph::available() {
             cuda_graph::current_stream(ordinal).map_err(|e| ModelError::Kernel(e.to_string()))?
         } else {
