@@ -46,10 +46,9 @@
 
 use std::ffi::c_void;
 
-use cudarc::driver::{result, sys};
 use cudarc::nvrtc::Ptx;
 
-use crate::element::{self, driver};
+use crate::element;
 
 /// Name of the attention kernel in [`SOURCE`].
 pub const ATTEND_NAME: &str = "wax_decode_attend";
@@ -479,7 +478,6 @@ impl DecodeAttention {
     /// `stream` must be a live stream of this context (or 0).
     pub unsafe fn launch(&self, stream: u64, args: &AttnArgs) -> Result<(), AttnError> {
         validate(self.shape, args)?;
-        self.loaded.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         let n = splits(args.view);
         // The driver reads each parameter through a pointer to its value: locals of exactly the
         // kernel's parameter types, alive until the launches return. Sizes are validated above.
@@ -506,21 +504,11 @@ impl DecodeAttention {
             (&raw mut part_ml).cast(),
             (&raw mut out).cast(),
         ];
-        let stream = stream as usize as sys::CUstream;
         let blocks = (args.batch * args.kv_heads * n) as u32;
-        // SAFETY: the function belongs to this context, the parameter list matches the kernel's
-        // signature in number, order and size, and the caller vouches for pointers and stream.
-        unsafe {
-            result::launch_kernel(
-                self.loaded.functions[0].cu_function(),
-                (blocks, 1, 1),
-                ((WARPS * 32) as u32, 1, 1),
-                0,
-                stream,
-                &mut params,
-            )
-        }
-        .map_err(driver("cuLaunchKernel"))?;
+        let threads = (WARPS * 32) as u32;
+        // SAFETY: the parameter list matches the kernel's signature in number, order and size;
+        // the caller vouches for the pointers and the stream.
+        unsafe { self.loaded.launch(0, blocks, threads, stream, &mut params) }?;
         if n == 1 {
             return Ok(());
         }
@@ -533,17 +521,7 @@ impl DecodeAttention {
         let rows = (args.batch * args.kv_heads * self.shape.group) as u32;
         let threads = self.shape.head_dim.div_ceil(32).clamp(1, 8) as u32 * 32;
         // SAFETY: as above, for the merge kernel's signature.
-        unsafe {
-            result::launch_kernel(
-                self.loaded.functions[1].cu_function(),
-                (rows, 1, 1),
-                (threads, 1, 1),
-                0,
-                stream,
-                &mut merge_params,
-            )
-        }
-        .map_err(driver("cuLaunchKernel"))
+        unsafe { self.loaded.launch(1, rows, threads, stream, &mut merge_params) }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError, sys};
+use std::ffi::c_void;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError, result, sys};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 
 /// CUDA C++ put before a kernel's source (after its `#define`s, `WAX_BF16` among them): the
@@ -97,6 +99,41 @@ pub(crate) struct Loaded {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) _module: Arc<CudaModule>,
     pub(crate) functions: Vec<CudaFunction>,
+}
+
+impl Loaded {
+    /// Enqueues function `index` (of the names given to [`load`]) on `stream` (a raw `CUstream`;
+    /// 0 is the legacy default stream) over `grid` blocks of `block` threads, without dynamic
+    /// shared memory.
+    ///
+    /// # Safety
+    ///
+    /// `params` must point at values of exactly the kernel's parameter types, in order, alive
+    /// until this returns; every device address among them must be valid for what the kernel
+    /// reads and writes until it has run on `stream`, a live stream of this context (or 0).
+    pub(crate) unsafe fn launch(
+        &self,
+        index: usize,
+        grid: u32,
+        block: u32,
+        stream: u64,
+        params: &mut [*mut c_void],
+    ) -> Result<(), KernelError> {
+        self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        // SAFETY: the function belongs to this context; the caller vouches for the parameters
+        // and the stream.
+        unsafe {
+            result::launch_kernel(
+                self.functions[index].cu_function(),
+                (grid, 1, 1),
+                (block, 1, 1),
+                0,
+                stream as usize as sys::CUstream,
+                params,
+            )
+        }
+        .map_err(driver("cuLaunchKernel"))
+    }
 }
 
 /// Loads `ptx` on device `ordinal` and looks up `names`.

@@ -34,11 +34,10 @@
 
 use std::ffi::c_void;
 
-use cudarc::driver::{result, sys};
 use cudarc::nvrtc::Ptx;
 
+use crate::element;
 pub use crate::element::KernelError as PrepError;
-use crate::element::{self, driver};
 
 /// Name of the kernel in [`SOURCE`].
 pub const KERNEL_NAME: &str = "wax_qk_prep";
@@ -305,7 +304,6 @@ impl QkPrep {
     /// has run on `stream`, and `stream` must be a live stream of this context (or 0).
     pub unsafe fn launch(&self, stream: u64, args: &PrepArgs) -> Result<(), PrepError> {
         validate(self.shape, args)?;
-        self.loaded.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         // The driver reads each parameter through a pointer to its value: locals of exactly the
         // kernel's parameter types, alive until the launch returns (sizes validated above).
         let (mut q, mut q_row, mut q_head) = (args.q.ptr, args.q.row, args.q.head);
@@ -342,19 +340,9 @@ impl QkPrep {
         ];
         let items = args.batch * (args.heads + args.kv_heads);
         let blocks = items.div_ceil(WARPS) as u32;
-        // SAFETY: the function belongs to this context, the parameter list matches the kernel's
-        // signature in number, order and size, and the caller vouches for pointers and stream.
-        unsafe {
-            result::launch_kernel(
-                self.loaded.functions[0].cu_function(),
-                (blocks, 1, 1),
-                ((WARPS * 32) as u32, 1, 1),
-                0,
-                stream as usize as sys::CUstream,
-                &mut params,
-            )
-        }
-        .map_err(driver("cuLaunchKernel"))
+        // SAFETY: the parameter list matches the kernel's signature in number, order and size;
+        // the caller vouches for the pointers and the stream.
+        unsafe { self.loaded.launch(0, blocks, (WARPS * 32) as u32, stream, &mut params) }
     }
 }
 

@@ -1,10 +1,9 @@
 //! `wax bench attention`: the decode step's attention alone, SDPA against the split-K kernel.
 
-use super::bench_model::{parse_device, parse_dtype};
+use super::bench_model::{ensure_device, parse_device, parse_dtype};
 use super::settings::Output;
 use clap::Args;
 use std::io::Write;
-use tch::Device;
 use wax_worker::model::{AttnBenchConfig, attention_bench};
 
 #[derive(Args)]
@@ -35,14 +34,7 @@ pub struct BenchAttentionArgs {
 
 pub fn run(a: BenchAttentionArgs) -> anyhow::Result<()> {
     let device = parse_device(&a.device)?;
-    if let Device::Cuda(i) = device {
-        anyhow::ensure!(
-            tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize,
-            "--device {}: libtorch sees {} CUDA device(s) (see `wax doctor`)",
-            a.device,
-            tch::Cuda::device_count()
-        );
-    }
+    ensure_device(device, &a.device)?;
     let cfg = AttnBenchConfig {
         device,
         kind: parse_dtype(&a.dtype)?,

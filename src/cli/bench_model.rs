@@ -47,6 +47,18 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
         .ok_or_else(|| anyhow::anyhow!("--device: expected cpu, cuda or cuda:N, got `{s}`"))
 }
 
+/// Fails unless libtorch sees the CUDA device `device` (named `arg` on the command line).
+pub fn ensure_device(device: Device, arg: &str) -> anyhow::Result<()> {
+    if let Device::Cuda(i) = device {
+        anyhow::ensure!(
+            tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize,
+            "--device {arg}: libtorch sees {} CUDA device(s) (see `wax doctor`)",
+            tch::Cuda::device_count()
+        );
+    }
+    Ok(())
+}
+
 /// Parses a decode mode.
 fn parse_decode(s: &str) -> Result<Decode, String> {
     match s {
@@ -69,14 +81,7 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<Kind> {
 
 pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
     let device = parse_device(&a.device)?;
-    if let Device::Cuda(i) = device {
-        anyhow::ensure!(
-            tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize,
-            "--device {}: libtorch sees {} CUDA device(s) (see `wax doctor`)",
-            a.device,
-            tch::Cuda::device_count()
-        );
-    }
+    ensure_device(device, &a.device)?;
     let kind = parse_dtype(&a.dtype)?;
     let sampling = a.sampling.sampling()?;
     let cfg = DecodeBenchConfig {
