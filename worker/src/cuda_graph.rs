@@ -162,6 +162,13 @@ impl Drop for CudaGraph {
     }
 }
 
+/// Where a kernel launched outside libtorch goes on `device` to stay ordered with libtorch's
+/// work: its current stream, or the legacy default stream (handle 0) in builds without the shim,
+/// where libtorch issues work there.
+pub fn launch_stream(device: usize) -> Result<u64, GraphError> {
+    if available() { current_stream(device) } else { Ok(0) }
+}
+
 /// The raw `cudaStream_t` libtorch currently issues work to on `device` (the capture stream while
 /// a graph is being recorded): kernels launched outside libtorch go there to stay ordered with it.
 pub fn current_stream(device: usize) -> Result<u64, GraphError> {

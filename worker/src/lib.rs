@@ -17,6 +17,7 @@ pub mod cuda_graph;
 pub mod device;
 pub mod evals;
 pub mod generate;
+pub mod kernel_cache;
 pub mod maze;
 pub mod model;
 pub mod pretrain;

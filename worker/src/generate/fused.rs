@@ -14,8 +14,8 @@
 
 use super::sampling::{Sampled, Sampling};
 use crate::cuda_graph;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use crate::kernel_cache::{Cache, compiled_once};
+use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 use wax_kernels::topp::{TopPArgs, TopPSampler};
 
@@ -23,12 +23,6 @@ use wax_kernels::topp::{TopPArgs, TopPSampler};
 pub struct FusedSampler {
     inner: TopPSampler,
     ordinal: usize,
-}
-
-/// The process's kernels, per device (`None`: compilation failed; not retried).
-fn samplers() -> &'static Mutex<HashMap<usize, Option<&'static FusedSampler>>> {
-    static CELL: OnceLock<Mutex<HashMap<usize, Option<&'static FusedSampler>>>> = OnceLock::new();
-    CELL.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// Whether the fused kernel computes this draw: CUDA float32 logits, temperature > 0, no top-k,
@@ -57,12 +51,11 @@ pub fn for_logits(logits: &Tensor, sampling: &Sampling) -> Option<&'static Fused
     let Device::Cuda(ordinal) = logits.device() else {
         return None;
     };
-    let mut map = samplers().lock().unwrap_or_else(|p| p.into_inner());
-    *map.entry(ordinal).or_insert_with(|| match TopPSampler::new(ordinal) {
-        Ok(inner) => Some(Box::leak(Box::new(FusedSampler { inner, ordinal }))),
+    static SAMPLERS: Cache<usize, FusedSampler> = Cache::new();
+    compiled_once(&SAMPLERS, ordinal, || match TopPSampler::new(ordinal) {
+        Ok(inner) => Ok(FusedSampler { inner, ordinal }),
         Err(e) => {
-            eprintln!("wax: fused sampler unavailable on cuda:{ordinal} ({e}); using libtorch's");
-            None
+            Err(format!("fused sampler unavailable on cuda:{ordinal} ({e}); using libtorch's"))
         }
     })
 }
@@ -105,12 +98,7 @@ impl FusedSampler {
         };
         let tokens = Tensor::empty([rows], (Kind::Int64, device));
         let logprobs = Tensor::empty([rows], (Kind::Float, device));
-        // Without the graph shim libtorch issues work to the legacy default stream, handle 0.
-        let stream = if cuda_graph::available() {
-            cuda_graph::current_stream(self.ordinal).map_err(|e| e.to_string())?
-        } else {
-            0
-        };
+        let stream = cuda_graph::launch_stream(self.ordinal).map_err(|e| e.to_string())?;
         let args = TopPArgs {
             logits: logits.data_ptr() as u64,
             allowed: allowed.as_ref().map_or(0, |a| a.data_ptr() as u64),

@@ -14,14 +14,14 @@
 //! [`Model::forward_step`]: super::Model::forward_step
 //! [`Model::set_step_attention`]: super::Model::set_step_attention
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 use wax_kernels::decode_attn::{self, AttnArgs, AttnShape, DecodeAttention, HostAttn};
 
 use super::error::ModelError;
 use crate::cuda_graph;
+use crate::kernel_cache::{Cache, compiled_once};
 
 /// The decode step's attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,26 +62,14 @@ enum How {
     Host,
 }
 
-/// The process's compiled kernels, per device and shape (`None`: compiling failed, not retried).
-type Compiled = HashMap<(usize, AttnShape), Option<&'static DecodeAttention>>;
-
-fn compiled() -> &'static Mutex<Compiled> {
-    static CELL: OnceLock<Mutex<Compiled>> = OnceLock::new();
-    CELL.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// The kernel for `shape` on CUDA device `ordinal`, compiled and loaded on first use (so before
 /// any graph capture: a capture's warm-up run takes this path first).
 fn kernel(ordinal: usize, shape: AttnShape) -> Option<&'static DecodeAttention> {
-    let mut map = compiled().lock().unwrap_or_else(|p| p.into_inner());
-    *map.entry((ordinal, shape)).or_insert_with(|| match DecodeAttention::new(ordinal, shape) {
-        Ok(k) => Some(Box::leak(Box::new(k))),
-        Err(e) => {
-            eprintln!(
-                "wax: decode attention kernel unavailable on cuda:{ordinal} ({e}); using SDPA"
-            );
-            None
-        }
+    static KERNELS: Cache<(usize, AttnShape), DecodeAttention> = Cache::new();
+    compiled_once(&KERNELS, (ordinal, shape), || {
+        DecodeAttention::new(ordinal, shape).map_err(|e| {
+            format!("decode attention kernel unavailable on cuda:{ordinal} ({e}); using SDPA")
+        })
     })
 }
 
@@ -236,12 +224,8 @@ impl SlotAttention {
             view: self.view as usize,
             scale: self.scale as f32,
         };
-        // Without the graph shim libtorch issues work to the legacy default stream, handle 0.
-        let stream = if cuda_graph::available() {
-            cuda_graph::current_stream(ordinal).map_err(|e| ModelError::Kernel(e.to_string()))?
-        } else {
-            0
-        };
+        let stream =
+            cuda_graph::launch_stream(ordinal).map_err(|e| ModelError::Kernel(e.to_string()))?;
         // SAFETY: `q`, `real`, `slot`, `out` and the scratch are contiguous tensors of the
         // kernel's kinds and shapes on this device; `keys`/`values` are windows starting at slot
         // 0 of contiguous caches of `capacity` slots (checked by `cache_capacity`). All stay alive
@@ -254,10 +238,6 @@ impl SlotAttention {
     fn host(&self, q: &Tensor, keys: &Tensor, values: &Tensor) -> Result<Tensor, ModelError> {
         let size = q.size();
         let (b, heads, hd) = (size[0], size[1], size[3]);
-        let floats = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
-            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
-            Ok(Vec::<f32>::try_from(&t)?)
-        };
         let real_t = self.real.to_device(Device::Cpu).to_kind(Kind::Bool).contiguous().view([-1]);
         let real = Vec::<bool>::try_from(&real_t)?;
         let (qh, kh, vh) = (floats(q)?, floats(keys)?, floats(values)?);
@@ -278,6 +258,12 @@ impl SlotAttention {
         .map_err(|e| ModelError::Kernel(e.to_string()))?;
         Ok(Tensor::from_slice(&out).view([b, heads, 1, hd]).to_kind(q.kind()).to_device(q.device()))
     }
+}
+
+/// A tensor's values as float32 on the host, in row-major order (the host references' input).
+pub(super) fn floats(t: &Tensor) -> Result<Vec<f32>, ModelError> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    Ok(Vec::<f32>::try_from(&t)?)
 }
 
 /// The slot count of the contiguous cache `window` is the first slots of (`[B, H, view, D]` with

@@ -13,16 +13,17 @@
 //! [`Model::forward_step`]: super::Model::forward_step
 //! [`Model::set_step_prep`]: super::Model::set_step_prep
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 use wax_kernels::qk_prep::{self, PrepArgs, PrepShape, QkPrep, Strided};
 
+use super::attend::floats;
 use super::config::{ModelConfig, NormKind};
 use super::error::ModelError;
 use super::layers::Norm;
 use crate::cuda_graph;
+use crate::kernel_cache::{Cache, compiled_once};
 
 /// The decode step's query/key preparation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,23 +52,14 @@ enum How {
     Host,
 }
 
-type Compiled = HashMap<(usize, PrepShape), Option<&'static QkPrep>>;
-
-fn compiled() -> &'static Mutex<Compiled> {
-    static CELL: OnceLock<Mutex<Compiled>> = OnceLock::new();
-    CELL.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// The kernel for `shape` on CUDA device `ordinal`, compiled and loaded on first use (before any
 /// capture: a capture's warm-up run comes first).
 fn kernel(ordinal: usize, shape: PrepShape) -> Option<&'static QkPrep> {
-    let mut map = compiled().lock().unwrap_or_else(|p| p.into_inner());
-    *map.entry((ordinal, shape)).or_insert_with(|| match QkPrep::new(ordinal, shape) {
-        Ok(k) => Some(Box::leak(Box::new(k))),
-        Err(e) => {
-            eprintln!("wax: q/k preparation kernel unavailable on cuda:{ordinal} ({e}); using ops");
-            None
-        }
+    static KERNELS: Cache<(usize, PrepShape), QkPrep> = Cache::new();
+    compiled_once(&KERNELS, (ordinal, shape), || {
+        QkPrep::new(ordinal, shape).map_err(|e| {
+            format!("q/k preparation kernel unavailable on cuda:{ordinal} ({e}); using ops")
+        })
     })
 }
 
@@ -251,12 +243,8 @@ impl SlotPrep {
             keys: ptr(keys),
             values: ptr(values),
         };
-        // Without the graph shim libtorch issues work to the legacy default stream, handle 0.
-        let stream = if cuda_graph::available() {
-            cuda_graph::current_stream(ordinal).map_err(|e| ModelError::Kernel(e.to_string()))?
-        } else {
-            0
-        };
+        let stream =
+            cuda_graph::launch_stream(ordinal).map_err(|e| ModelError::Kernel(e.to_string()))?;
         // SAFETY: every tensor is of the kernel's kind on this device (checked above); sources
         // are read through their own strides within their extent, caches and `out` are
         // contiguous of the documented shapes, the tables `[B, rot]` contiguous and the slot one
@@ -275,10 +263,6 @@ impl SlotPrep {
         let shape = self.shape;
         let hd = shape.head_dim as i64;
         let (b, nh, nkv) = (q.size()[0], q.size()[2], k.size()[2]);
-        let floats = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
-            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
-            Ok(Vec::<f32>::try_from(&t)?)
-        };
         let (cos, sin) = (floats(&self.cos)?, floats(&self.sin)?);
         let weights = match weights {
             Some((qn, kn)) => Some((floats(&qn.weight)?, floats(&kn.weight)?, eps(qn, kn)?)),
