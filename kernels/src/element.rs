@@ -43,6 +43,16 @@ __device__ __forceinline__ float wax_to_kind(float f) {
 }
 "#;
 
+/// Rounds a float32 to the element kind and back (bfloat16: round to nearest even).
+pub fn to_kind(x: f32, bf16: bool) -> f32 {
+    if !bf16 || x.is_nan() {
+        return x;
+    }
+    let u = x.to_bits();
+    let r = u.wrapping_add(0x7fff + ((u >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(r)
+}
+
 /// Errors of compiling, loading or launching a kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {

@@ -11,7 +11,8 @@
 //! [`topp`] is the fused full-vocabulary sampler (temperature, top-p, allowed mask, one
 //! inverse-CDF draw per row), compiled at run time with NVRTC. [`decode_attn`] is split-K
 //! attention of one decode token per row over a KV cache (libtorch's SDPA stays the CPU path);
-//! [`qk_prep`] the decode step's q/k norms, RoPE and cache writes in one launch.
+//! [`qk_prep`] the decode step's q/k norms, RoPE and cache writes in one launch; [`resid_norm`]
+//! its residual adds fused with the RMS norms that read them.
 //!
 //! Invariant: this crate depends on neither the coordinator nor the protocol crate.
 
@@ -19,4 +20,5 @@ pub mod cuda;
 pub mod decode_attn;
 pub mod element;
 pub mod qk_prep;
+pub mod resid_norm;
 pub mod topp;

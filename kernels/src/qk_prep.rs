@@ -38,6 +38,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::element;
 pub use crate::element::KernelError as PrepError;
+pub use crate::element::to_kind;
 
 /// Name of the kernel in [`SOURCE`].
 pub const KERNEL_NAME: &str = "wax_qk_prep";
@@ -344,16 +345,6 @@ impl QkPrep {
         // the caller vouches for the pointers and the stream.
         unsafe { self.loaded.launch(0, blocks, (WARPS * 32) as u32, stream, &mut params) }
     }
-}
-
-/// Rounds a float32 to the element kind and back (bfloat16: round to nearest even).
-pub fn to_kind(x: f32, bf16: bool) -> f32 {
-    if !bf16 || x.is_nan() {
-        return x;
-    }
-    let u = x.to_bits();
-    let r = u.wrapping_add(0x7fff + ((u >> 16) & 1)) & 0xffff_0000;
-    f32::from_bits(r)
 }
 
 /// One head's output (`x`: its `head_dim` inputs, already in the element kind) as the kernel

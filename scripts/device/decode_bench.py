@@ -153,6 +153,7 @@ def summary(wax_json, hf_json, out, variants=()):
             "capture_ms": v.get("capture_ms"),
             "step_attention": v.get("step_attention"),
             "step_prep": v.get("step_prep"),
+            "step_norm": v.get("step_norm"),
         }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)

@@ -8,15 +8,17 @@
 #      sampler, CUDA-graph decoding against the op-by-op loop (plain and steered), packed
 #      projections and causal prefill against the general path, the split-K decode-attention
 #      kernels against their host algorithm and SDPA, the q/k preparation kernel against the ops
-#      and its host arithmetic, and graph decoding with both;
+#      and its host arithmetic, the residual-norm kernel against its host arithmetic and the
+#      ops, and graph decoding with all three;
 #   4. wax's decode throughput, batch 512, 64-token prompts, 64 new tokens, top-p 0.95: as shipped
 #      (CUDA graphs + fused sampler + packed projections), op by op, without packed q/k/v and
 #      gate/up matmuls (WAX_PACKED_PROJECTIONS=0), and with the decode kernels: attention
-#      (WAX_DECODE_ATTENTION=kernel), q/k preparation (WAX_DECODE_PREP=kernel) and both;
+#      (WAX_DECODE_ATTENTION=kernel), q/k preparation (WAX_DECODE_PREP=kernel), residual adds
+#      fused into the norms (WAX_DECODE_NORM=kernel), each alone and all three;
 #      The decode step's attention alone: SDPA against the kernel (`wax bench attention`);
 #   5. transformers.generate on the same weights, in the same run;
 #   6. the ratios (every variant against transformers and against the shipped loop), the
-#      weights-read roofline and the compute bound; batch 64 as shipped and with both kernels.
+#      weights-read roofline and the compute bound; batch 64 as shipped and with the kernels.
 # BENCH_ENV (e.g. `WAX_PACKED_PROJECTIONS=0`) is passed to one bench's environment.
 # Every step runs even if an earlier one failed; results land in $OUT. Steps run in order of
 # importance and each is skipped once it would overrun BUDGET_S seconds (default 540, under the
@@ -58,7 +60,7 @@ bench() { # name, extra args…
     --dtype bf16 --prompt-len 64 --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" \
     > "$out/$name.json" 2> "$out/$name.err"
   tail -3 "$out/$name.err"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','capture_ms','step_attention','step_prep','prefill_tokens_per_s')})" "$out/$name.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','capture_ms','step_attention','step_prep','step_norm','prefill_tokens_per_s')})" "$out/$name.json"
 }
 if [[ $parts == *" bench "* ]]; then
   if fits 30; then
@@ -66,7 +68,7 @@ if [[ $parts == *" bench "* ]]; then
     timeout 60 "$bin" bench attention --device cuda --dtype bf16 | tee "$out/attention.txt"
   fi
   bench wax --batch 512
-  kernels="WAX_DECODE_ATTENTION=kernel WAX_DECODE_PREP=kernel"
+  kernels="WAX_DECODE_ATTENTION=kernel WAX_DECODE_PREP=kernel WAX_DECODE_NORM=kernel"
   BENCH_ENV=$kernels bench wax_kernels --batch 512
   if fits 60; then
     step transformers
@@ -74,13 +76,14 @@ if [[ $parts == *" bench "* ]]; then
   fi
   BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_attn_kernel --batch 512
   BENCH_ENV=WAX_DECODE_PREP=kernel bench wax_prep_kernel --batch 512
+  BENCH_ENV=WAX_DECODE_NORM=kernel bench wax_norm_kernel --batch 512
   bench wax_eager --batch 512 --decode eager
   BENCH_ENV=WAX_PACKED_PROJECTIONS=0 bench wax_unpacked --batch 512
   if [ -s "$out/wax.json" ] && [ -s "$out/hf.json" ]; then
     step summary
     python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" \
       "$out/summary.json" "$out"/wax_kernels.json "$out"/wax_attn_kernel.json \
-      "$out"/wax_prep_kernel.json "$out"/wax_eager.json "$out"/wax_unpacked.json
+      "$out"/wax_prep_kernel.json "$out"/wax_norm_kernel.json "$out"/wax_eager.json "$out"/wax_unpacked.json
   fi
   bench wax_b64 --batch 64
   BENCH_ENV=$kernels bench wax_b64_kernels --batch 64

@@ -261,53 +261,145 @@ fn the_qk_prep_kernels_arithmetic_gives_the_conversation_of_the_ops() {
     }
 }
 
+/// One bfloat16 decode step after a 7-token prefill, on the CPU: its logits and the first layer's
+/// cache (the new token's keys at slot 7).
+fn bf16_step(model: &Model) -> (tch::Tensor, tch::Tensor) {
+    use tch::Tensor;
+    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput};
+    let (b, t) = (3i64, 7i64);
+    let ids = Tensor::arange(b * t, (Kind::Int64, Device::Cpu)).view([b, t]).remainder(40) + 3;
+    let prefill = ForwardInput {
+        input_ids: ids,
+        positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).repeat([b, 1]),
+        attention_mask: Tensor::ones([b, t], (Kind::Bool, Device::Cpu)),
+    };
+    let next = Tensor::from_slice(&[11i64, 12, 13]).view([b, 1]);
+    let pos = Tensor::from_slice(&[t, t, t]).view([b, 1]);
+    let real = Tensor::zeros([b, 16], (Kind::Bool, Device::Cpu));
+    let _ = real.narrow(1, 0, t + 1).fill_(1);
+    let slot = Tensor::from_slice(&[t]);
+    let mut cache = model.new_cache(b, 16).unwrap();
+    let _ = model
+        .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
+        .unwrap();
+    let input = StepInput {
+        ids: &next,
+        positions: &pos,
+        real: &real,
+        slot: &slot,
+        view: 16,
+        steering: &[],
+    };
+    let logits = model.forward_step(&input, &cache).unwrap();
+    (logits, cache.keys_of(0).copy())
+}
+
+fn load_bf16(name: &str) -> Model {
+    Model::load(&model_dir(name), Device::Cpu, Kind::BFloat16).expect("load fixture")
+}
+
+/// Largest logit difference of `x` from `reference`, and the largest |logit| of `reference`.
+fn logit_gap(x: &tch::Tensor, reference: &tch::Tensor) -> (f64, f64) {
+    ((x - reference).abs().max().double_value(&[]), reference.abs().max().double_value(&[]))
+}
+
 /// In bfloat16 the kernel's arithmetic rounds as libtorch's ops round: one step's logits agree
 /// with the ops' (only the norm's float32 sum order differs).
 #[test]
 fn the_qk_prep_kernels_arithmetic_rounds_bfloat16_as_the_ops_do() {
-    use tch::Tensor;
-    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput, StepPrep};
+    use wax_worker::model::StepPrep;
     for name in FAMILIES {
-        let mut model =
-            Model::load(&model_dir(name), Device::Cpu, Kind::BFloat16).expect("load fixture");
-        let (b, t) = (3i64, 7i64);
-        let ids = Tensor::arange(b * t, (Kind::Int64, Device::Cpu)).view([b, t]).remainder(40) + 3;
-        let prefill = ForwardInput {
-            input_ids: ids,
-            positions: Tensor::arange(t, (Kind::Int64, Device::Cpu)).repeat([b, 1]),
-            attention_mask: Tensor::ones([b, t], (Kind::Bool, Device::Cpu)),
-        };
-        let next = Tensor::from_slice(&[11i64, 12, 13]).view([b, 1]);
-        let pos = Tensor::from_slice(&[t, t, t]).view([b, 1]);
-        let real = Tensor::zeros([b, 16], (Kind::Bool, Device::Cpu));
-        let _ = real.narrow(1, 0, t + 1).fill_(1);
-        let slot = Tensor::from_slice(&[t]);
-        let step = |model: &Model| {
-            let mut cache = model.new_cache(b, 16).unwrap();
-            let _ = model
-                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
-                .unwrap();
-            let input = StepInput {
-                ids: &next,
-                positions: &pos,
-                real: &real,
-                slot: &slot,
-                view: 16,
-                steering: &[],
-            };
-            let logits = model.forward_step(&input, &cache).unwrap();
-            (logits, cache.keys_of(0).copy())
-        };
-        let (ops, ops_keys) = step(&model);
+        let mut model = load_bf16(name);
+        let (ops, ops_keys) = bf16_step(&model);
         model.set_step_prep(StepPrep::Reference);
-        let (kernel, kernel_keys) = step(&model);
-        let scale = ops.abs().max().double_value(&[]);
-        let diff = (&kernel - &ops).abs().max().double_value(&[]);
+        let (kernel, kernel_keys) = bf16_step(&model);
+        let (diff, scale) = logit_gap(&kernel, &ops);
         assert!(diff <= 0.02 * scale, "{name}: max |Δlogit| {diff} of {scale}");
         // The cached keys of the new token: equal but for rare last-bit norm differences.
-        let new = |k: &Tensor| k.narrow(2, t, 1).to_kind(Kind::Float);
+        let new = |k: &tch::Tensor| k.narrow(2, 7, 1).to_kind(Kind::Float);
         let same = new(&kernel_keys).eq_tensor(&new(&ops_keys)).to_kind(Kind::Float).mean(None);
         let same = same.double_value(&[]);
         assert!(same >= 0.98, "{name}: {same} of the new keys bit-identical");
+    }
+}
+
+/// Steering at every point the fused layers handle: after an add the next norm would do
+/// (resid_post, resid_pre, resid_mid), on the addends themselves (attn_out, mlp_out), at the
+/// last layer's resid_post (the final norm's add) and the final norm.
+fn steering_between_adds(model: &Model, seed: i64) -> Vec<SteerSpec> {
+    use tch::Tensor;
+    let c = model.config();
+    let v = |s: i64| {
+        tch::manual_seed(seed * 10 + s);
+        Tensor::randn([c.hidden_size], (Kind::Float, Device::Cpu))
+    };
+    let last = c.num_layers as usize - 1;
+    let at = |layer, site, s, alpha, scope| SteerSpec {
+        point: HookPoint::layer(layer, site),
+        vector: v(s),
+        alpha,
+        scope,
+    };
+    vec![
+        at(0, LayerSite::ResidPost, 0, 2.0, SteerScope::AssistantTurns),
+        at(last, LayerSite::ResidPre, 1, -1.0, SteerScope::Generated),
+        at(0, LayerSite::AttnOut, 2, 1.5, SteerScope::All),
+        at(last, LayerSite::MlpOut, 3, 1.0, SteerScope::FromIndex(120)),
+        at(0, LayerSite::ResidMid, 4, -2.0, SteerScope::Generated),
+        at(last, LayerSite::ResidPost, 5, 1.0, SteerScope::AssistantTurns),
+    ]
+}
+
+/// The residual-norm kernel's arithmetic (run on the host: `StepNorm::Reference`) in the
+/// graph-ready step gives the conversation of the ops: unsteered (every add fused into the norm
+/// after it, the last block's into the final norm), steered between the adds and their norms
+/// (those norms run as ops), and with all three kernels' arithmetic. GPT-NeoX (LayerNorm,
+/// parallel residual) keeps the ops.
+#[test]
+fn the_residual_norm_kernels_arithmetic_gives_the_conversation_of_the_ops() {
+    use wax_worker::model::{StepAttention, StepNorm, StepPrep};
+    for name in FAMILIES {
+        let mut model = load(name);
+        assert_eq!(model.step_norm(), StepNorm::Ops, "{name}: default");
+        model.set_step_norm(StepNorm::Reference);
+        let fused = model.step_norm_in_use() == StepNorm::Reference;
+        assert_eq!(fused, name != "gpt_neox", "{name}: where the fused layers apply");
+        for case in ["unsteered", "steered between adds and norms", "steered"] {
+            let steer_for = |model: &Model| match case {
+                "unsteered" => Vec::new(),
+                "steered" => steering(model, 4),
+                _ => steering_between_adds(model, 4),
+            };
+            model.set_step_norm(StepNorm::Ops);
+            let (a1, b1, len1) = steered_conversation(&model, Decode::Static, steer_for(&model));
+            model.set_step_norm(StepNorm::Reference);
+            let (a2, b2, len2) = steered_conversation(&model, Decode::Static, steer_for(&model));
+            let what = |turn: &str| format!("{case}, {turn}");
+            assert_same(name, &what("turn 1 (top-p)"), &a1, &a2, 1e-2);
+            assert_same(name, &what("turn 2"), &b1, &b2, 1e-4);
+            assert_eq!(len1, len2, "{name}: positions after two turns");
+            model.set_step_prep(StepPrep::Reference);
+            model.set_step_attention(StepAttention::Reference);
+            let (a3, b3, _) = steered_conversation(&model, Decode::Static, steer_for(&model));
+            assert_same(name, &what("all three kernels, turn 1 (top-p)"), &a1, &a3, 1e-2);
+            assert_same(name, &what("all three kernels, turn 2"), &b1, &b3, 1e-4);
+            model.set_step_prep(StepPrep::Ops);
+            model.set_step_attention(StepAttention::Sdpa);
+        }
+    }
+}
+
+/// In bfloat16 the fused adds and norms round as libtorch's ops round: one step's logits agree
+/// with the ops' (only the norms' float32 sum order and `rsqrt` differ).
+#[test]
+fn the_residual_norm_kernels_arithmetic_rounds_bfloat16_as_the_ops_do() {
+    use wax_worker::model::StepNorm;
+    for name in ["qwen3", "llama", "qwen2"] {
+        let mut model = load_bf16(name);
+        let (ops, _) = bf16_step(&model);
+        model.set_step_norm(StepNorm::Reference);
+        let (kernel, _) = bf16_step(&model);
+        let (diff, scale) = logit_gap(&kernel, &ops);
+        assert!(diff <= 0.02 * scale, "{name}: max |Δlogit| {diff} of {scale}");
     }
 }

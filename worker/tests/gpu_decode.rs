@@ -13,7 +13,9 @@
 //! - the split-K decode-attention kernels give what their host algorithm and libtorch's SDPA give
 //!   (float32 and bfloat16, several head and group sizes, windows of one to four chunks, padded
 //!   rows); the q/k preparation kernel gives the logits and cached keys of the ops and of its
-//!   host arithmetic; decoding through CUDA graphs with both gives the tokens of the eager loop.
+//!   host arithmetic; the residual-norm kernel gives its host arithmetic bit for bit and the
+//!   ops' values closely, alone and in the step; decoding through CUDA graphs with all three
+//!   gives the tokens of the eager loop.
 //!
 //! The model is `WAX_GPU_TEST_MODEL` (a local snapshot; the device script makes a random-init
 //! Qwen3-0.6B-shaped one).
@@ -396,20 +398,23 @@ fn decode_attention_kernels_match_their_algorithm_and_sdpa() {
 
 #[test]
 fn graph_decode_with_the_decode_kernels_gives_the_tokens_of_the_eager_loop() {
-    use wax_worker::model::{StepAttention, StepPrep};
+    use wax_worker::model::{StepAttention, StepNorm, StepPrep};
     let Some((_, mut model)) = gpu_model() else { return };
     let _guard = tch::no_grad_guard();
     let rows = 32;
     let (e1, e2) = two_turns(&model, Decode::Eager, rows);
     model.set_step_attention(StepAttention::Kernel);
     model.set_step_prep(StepPrep::Kernel);
+    model.set_step_norm(StepNorm::Kernel);
     assert_eq!(model.step_attention_in_use(), StepAttention::Kernel);
     assert_eq!(model.step_prep_in_use(), StepPrep::Kernel);
+    assert_eq!(model.step_norm_in_use(), StepNorm::Kernel);
     let (k1, k2) = two_turns(&model, Decode::Graph, rows);
     let same1 = e1.tokens.iter().zip(&k1.tokens).filter(|(a, b)| a == b).count();
     let same2 = e2.tokens.iter().zip(&k2.tokens).filter(|(a, b)| a == b).count();
     let line = format!(
-        "greedy fp32, attention and q/k preparation kernels in CUDA graphs, {rows} rows: turn 1 \
+        "greedy fp32, attention, q/k preparation and residual-norm kernels in CUDA graphs, \
+         {rows} rows: turn 1 \
          (crossing slot 128) {same1}/{rows} rows identical to the eager loop, turn 2 \
          {same2}/{rows}"
     );
@@ -490,5 +495,155 @@ fn qk_prep_kernel_gives_the_step_of_the_ops_and_of_its_host_arithmetic() {
     }
     if let Ok(out) = std::env::var("OUT") {
         let _ = std::fs::write(format!("{out}/qk_prep.txt"), report.join("\n") + "\n");
+    }
+}
+
+#[test]
+fn residual_norm_kernel_matches_its_host_arithmetic_bit_for_bit_and_the_ops_closely() {
+    use wax_kernels::resid_norm::{NormArgs, NormShape, ResidNorm, reference};
+    let Some(dev) = gpu() else { return };
+    let _guard = tch::no_grad_guard();
+    tch::manual_seed(5);
+    let rows = 37i64;
+    let mut report = Vec::new();
+    // Qwen3-0.6B / 4B / 8B widths, an odd one, the largest; with and without an addend; the
+    // stream read through a row stride (every other row of a wider tensor).
+    for (width, bf16) in [(1024, true), (1024, false), (2560, true), (4096, true), (33, false)]
+        .into_iter()
+        .chain([(wax_kernels::resid_norm::MAX_WIDTH, true)])
+    {
+        let shape = NormShape { width, bf16 };
+        let kernel = ResidNorm::new(0, shape).unwrap();
+        let kind = if bf16 { Kind::BFloat16 } else { Kind::Float };
+        let w = width as i64;
+        let wide = (Tensor::randn([rows, 2 * w], (Kind::Float, dev)) * 3.0).to_kind(kind);
+        let x = wide.narrow(1, 0, w);
+        let a = (Tensor::randn([rows, w], (Kind::Float, dev)) * 2.0).to_kind(kind);
+        let weight = (Tensor::rand([w], (Kind::Float, dev)) + 0.5).to_kind(kind);
+        let eps = 1e-6f32;
+        for add in [true, false] {
+            let sum = Tensor::zeros([rows, w], (kind, dev));
+            let normed = Tensor::zeros([rows, w], (kind, dev));
+            let p = |t: &Tensor| t.data_ptr() as u64;
+            let args = NormArgs {
+                x: p(&x),
+                x_row: x.stride()[0],
+                a: if add { p(&a) } else { 0 },
+                a_row: w,
+                weight: p(&weight),
+                eps,
+                rows: rows as usize,
+                sum_out: if add { p(&sum) } else { 0 },
+                normed: p(&normed),
+            };
+            // SAFETY: CUDA tensors of the documented shapes and kinds (x read through its row
+            // stride), alive until the host copies below synchronise; libtorch's default stream
+            // is the legacy stream 0.
+            unsafe { kernel.launch(0, &args) }.unwrap();
+            let (xh, ah, wh) = (host_f32(&x), host_f32(&a), host_f32(&weight));
+            let (mut want_s, mut want_n) = (Vec::new(), Vec::new());
+            for r in 0..rows as usize {
+                let row = &xh[r * width..(r + 1) * width];
+                let addend = add.then(|| &ah[r * width..(r + 1) * width]);
+                let (s, n) = reference(shape, row, addend, &wh, eps);
+                want_s.extend(s);
+                want_n.extend(n);
+            }
+            let got_n = host_f32(&normed);
+            let same_n = got_n.iter().zip(&want_n).filter(|(g, h)| g.to_bits() == h.to_bits());
+            let same_n = same_n.count() as f64 / got_n.len() as f64;
+            let same_s = if add {
+                let got_s = host_f32(&sum);
+                got_s.iter().zip(&want_s).filter(|(g, h)| g.to_bits() == h.to_bits()).count() as f64
+                    / got_s.len() as f64
+            } else {
+                1.0
+            };
+            // libtorch: the add, then Norm::forward's `w * rms_norm(s)`.
+            let s_ops = if add { &x + &a } else { x.copy() };
+            let n_ops = &weight * s_ops.rms_norm([w], None::<&Tensor>, eps as f64);
+            let ops = host_f32(&n_ops);
+            let worst = ops
+                .iter()
+                .zip(&got_n)
+                .map(|(o, g)| (o - g).abs() / (o.abs() * if bf16 { 1.6e-2 } else { 1e-5 } + 1e-5))
+                .fold(0f32, f32::max);
+            let line = format!(
+                "{shape:?} addend {add}: bit-identical to the host arithmetic: sums {same_s:.4}, \
+                 normed {same_n:.4}; vs libtorch's ops error/tolerance {worst:.3}"
+            );
+            eprintln!("{line}");
+            report.push(line.clone());
+            assert!(same_s == 1.0 && same_n == 1.0, "{line}");
+            assert!(worst <= 1.0, "{line}");
+        }
+    }
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/resid_norm.txt"), report.join("\n") + "\n");
+    }
+}
+
+#[test]
+fn residual_norm_kernel_gives_the_step_of_the_ops() {
+    use wax_worker::model::{LogitsSelect, StepInput, StepNorm};
+    let Some(dev) = gpu() else { return };
+    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else { return };
+    let _guard = tch::no_grad_guard();
+    let mut report = Vec::new();
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let mut model = Model::load(std::path::Path::new(&dir), dev, kind).unwrap();
+        let vocab = model.config().vocab_size;
+        let (b, t, cap) = (6i64, 21i64, 64i64);
+        let ids = Tensor::from_slice(
+            &(0..b * t).map(|i| (i * 6007) % (vocab - 1) + 1).collect::<Vec<i64>>(),
+        )
+        .view([b, t])
+        .to_device(dev);
+        let prefill = ForwardInput {
+            input_ids: ids,
+            positions: Tensor::arange(t, (Kind::Int64, dev)).repeat([b, 1]),
+            attention_mask: Tensor::ones([b, t], (Kind::Bool, dev)),
+        };
+        let next = Tensor::from_slice(&[15i64, 16, 17, 18, 19, 20]).view([b, 1]).to_device(dev);
+        let pos = (Tensor::ones([b, 1], (Kind::Int64, dev)) * t).to_device(dev);
+        let real = Tensor::zeros([b, cap], (Kind::Bool, dev));
+        let _ = real.narrow(1, 0, t + 1).fill_(1);
+        let slot = Tensor::from_slice(&[t]).to_device(dev);
+        let step = |model: &Model| {
+            let mut cache = model.new_cache(b, cap).unwrap();
+            let _ = model
+                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
+                .unwrap();
+            let input = StepInput {
+                ids: &next,
+                positions: &pos,
+                real: &real,
+                slot: &slot,
+                view: cap,
+                steering: &[],
+            };
+            model.forward_step(&input, &cache).unwrap()
+        };
+        let ops = step(&model);
+        model.set_step_norm(StepNorm::Kernel);
+        assert_eq!(model.step_norm_in_use(), StepNorm::Kernel, "{kind:?}");
+        let kern = step(&model);
+        model.set_step_norm(StepNorm::Reference);
+        let host = step(&model);
+        let diff = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]);
+        let scale = ops.abs().max().double_value(&[]);
+        let line = format!(
+            "{kind:?}: max |Δlogit| kernel vs ops {:.2e}, vs host arithmetic {:.2e} (logits up to \
+             {scale:.1})",
+            diff(&kern, &ops),
+            diff(&kern, &host)
+        );
+        eprintln!("{line}");
+        report.push(line.clone());
+        let tol = if kind == Kind::Float { 1e-3 } else { 0.02 * scale };
+        assert!(diff(&kern, &ops) <= tol && diff(&kern, &host) <= tol, "{line}");
+    }
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/resid_norm_step.txt"), report.join("\n") + "\n");
     }
 }

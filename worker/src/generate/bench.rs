@@ -82,6 +82,9 @@ pub struct DecodeBench {
     /// How the graph-ready decode step prepared queries and keys: `ops` or `kernel` (one launch
     /// for q/k norms, RoPE and cache writes, chosen by `WAX_DECODE_PREP=kernel`).
     pub step_prep: String,
+    /// How the graph-ready decode step added to the residual stream and normed it: `ops` or
+    /// `kernel` (one launch per norm with the add before it, chosen by `WAX_DECODE_NORM=kernel`).
+    pub step_norm: String,
     /// Wall time of prefill + decode, seconds.
     pub total_s: f64,
 }
@@ -207,6 +210,7 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         capture_ms: median(capture) * 1e3,
         step_attention: format!("{:?}", model.step_attention_in_use()).to_lowercase(),
         step_prep: format!("{:?}", model.step_prep_in_use()).to_lowercase(),
+        step_norm: format!("{:?}", model.step_norm_in_use()).to_lowercase(),
         total_s: median(total),
     })
 }

@@ -16,7 +16,7 @@
 use super::decode::{Pieces, State, sample_piece, set, steered_rows};
 use super::session::{Decode, GenerateError, GenerateOptions, Session};
 use crate::cuda_graph::{self, CudaGraph, PoolId};
-use crate::model::{ModelError, StepAttention, StepInput, StepPrep, StepSteer};
+use crate::model::{ModelError, StepAttention, StepInput, StepNorm, StepPrep, StepSteer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -45,6 +45,7 @@ impl Session<'_> {
         }
         if self.model.step_attention() == StepAttention::Reference
             || self.model.step_prep() == StepPrep::Reference
+            || self.model.step_norm() == StepNorm::Reference
         {
             return Err("the host references of the decode kernels decode op by op".into());
         }

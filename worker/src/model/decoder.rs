@@ -11,6 +11,7 @@ use super::error::ModelError;
 use super::hooks::{HookPoint, Hooks, LayerSite, Prepared};
 use super::layers::{Linear, Mlp, Norm, Packed, Packing};
 use super::prep::{SlotPrep, StepPrep};
+use super::resid::StepNorm;
 use super::rope;
 use super::weights::WeightFiles;
 
@@ -110,6 +111,8 @@ pub struct Model {
     pub(super) step_attention: StepAttention,
     /// How the graph-ready decode step prepares queries and keys.
     pub(super) step_prep: StepPrep,
+    /// How the graph-ready decode step adds to the residual stream and norms it.
+    pub(super) step_norm: StepNorm,
 }
 
 /// Tensors in snapshots that are buffers, not parameters.
@@ -338,6 +341,7 @@ impl Model {
             packing: Packing::default_for(device),
             step_attention: StepAttention::from_env(),
             step_prep: StepPrep::from_env(),
+            step_norm: StepNorm::from_env(),
         })
     }
 
@@ -387,6 +391,25 @@ impl Model {
     /// way (within float rounding).
     pub fn set_step_prep(&mut self, choice: StepPrep) {
         self.step_prep = choice;
+    }
+
+    /// How [`Model::forward_step`] adds to the residual stream and norms it (by default
+    /// [`StepNorm::from_env`]).
+    pub fn step_norm(&self) -> StepNorm {
+        self.step_norm
+    }
+
+    /// What [`Model::forward_step`] runs under the current choice on this model's family, device
+    /// and kind: `Kernel` only where the CUDA kernel applies and compiles (compiling it now if
+    /// needed).
+    pub fn step_norm_in_use(&self) -> StepNorm {
+        super::resid::in_use(self.step_norm, &self.config, self.kind, self.device())
+    }
+
+    /// Chooses how [`Model::forward_step`] adds to the residual stream and norms it; the results
+    /// agree either way (within float rounding).
+    pub fn set_step_norm(&mut self, choice: StepNorm) {
+        self.step_norm = choice;
     }
 
     /// Chooses how [`Model::forward_step`] attends; the results agree either way (within float

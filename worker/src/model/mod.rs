@@ -22,6 +22,7 @@ mod hooks;
 mod layers;
 mod lora;
 mod prep;
+mod resid;
 mod rope;
 mod save;
 mod steer;
@@ -38,6 +39,7 @@ pub use hooks::{CaptureRequest, HookPoint, Hooks, LayerSite, Positions, Steering
 pub use layers::Packing;
 pub use lora::LoraConfig;
 pub use prep::StepPrep;
+pub use resid::StepNorm;
 pub use rope::{RopeConfig, RopeScaling};
 pub use steer::{SteerScope, TokenRole, steering_mask};
 pub use step::{StepInput, StepSteer};

@@ -17,6 +17,7 @@ use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
 use super::hooks::{HookPoint, masked_delta, summed_delta};
 use super::prep::SlotPrep;
+use super::resid::{SlotNorms, StepLayers};
 use super::rope;
 
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
@@ -142,17 +143,32 @@ impl Model {
             SlotPrep::resolve(self.step_prep, c, self.kind, device, rotation.tables(), input.slot);
 
         let mut x = Tensor::f_embedding(&self.embed, input.ids, -1, false, false)?;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let kv = KvWrite::Slot {
-                keys: &cache.keys[l],
-                values: &cache.values[l],
-                slot: input.slot,
-                view: input.view,
-                prep: prep.as_ref(),
-            };
-            x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
-        }
-        let x = taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x));
+        let x = match SlotNorms::resolve(self.step_norm, c, self.kind, device) {
+            Some(norms) => {
+                let step = StepLayers {
+                    rotation: &rotation,
+                    mask: &mask,
+                    cache,
+                    slot: input.slot,
+                    view: input.view,
+                    prep: prep.as_ref(),
+                };
+                self.fused_layers(x, &norms, &step, &mut taps)?
+            }
+            None => {
+                for (l, layer) in self.layers.iter().enumerate() {
+                    let kv = KvWrite::Slot {
+                        keys: &cache.keys[l],
+                        values: &cache.values[l],
+                        slot: input.slot,
+                        view: input.view,
+                        prep: prep.as_ref(),
+                    };
+                    x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
+                }
+                taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x))
+            }
+        };
         let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
         Ok(taps.site(HookPoint::Logits, logits).squeeze_dim(1))
     }
