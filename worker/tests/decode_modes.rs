@@ -12,7 +12,7 @@ use tch::{Device, Kind};
 use wax_worker::generate::{
     Allowed, Chunk, Decode, GenerateOptions, Generation, Sampling, Session, SteerSpec,
 };
-use wax_worker::model::{HookPoint, LayerSite, Model, SteerScope, TokenRole};
+use wax_worker::model::{HookPoint, KvCache, LayerSite, Model, SteerScope, StepInput, TokenRole};
 
 const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
 
@@ -88,7 +88,7 @@ fn assert_same(name: &str, what: &str, x: &Generation, y: &Generation, tol: f32)
 #[test]
 fn the_step_forward_matches_the_cached_forward() {
     use tch::Tensor;
-    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput};
+    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect};
     for name in FAMILIES {
         let model = load(name);
         let (b, t) = (2i64, 9i64);
@@ -261,11 +261,14 @@ fn the_qk_prep_kernels_arithmetic_gives_the_conversation_of_the_ops() {
     }
 }
 
-/// One bfloat16 decode step after a 7-token prefill, on the CPU: its logits and the first layer's
-/// cache (the new token's keys at slot 7).
-fn bf16_step(model: &Model) -> (tch::Tensor, tch::Tensor) {
+/// One decode step after a 7-token prefill, on the CPU, run by `step`: its logits and the first
+/// layer's cache (the new token's keys at slot 7).
+fn step_after_prefill(
+    model: &Model,
+    step: impl FnOnce(&StepInput, &KvCache) -> tch::Tensor,
+) -> (tch::Tensor, tch::Tensor) {
     use tch::Tensor;
-    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect, StepInput};
+    use wax_worker::model::{ForwardInput, Hooks, LogitsSelect};
     let (b, t) = (3i64, 7i64);
     let ids = Tensor::arange(b * t, (Kind::Int64, Device::Cpu)).view([b, t]).remainder(40) + 3;
     let prefill = ForwardInput {
@@ -290,8 +293,59 @@ fn bf16_step(model: &Model) -> (tch::Tensor, tch::Tensor) {
         view: 16,
         steering: &[],
     };
-    let logits = model.forward_step(&input, &cache).unwrap();
+    let logits = step(&input, &cache);
     (logits, cache.keys_of(0).copy())
+}
+
+/// [`step_after_prefill`] through `forward_step`.
+fn bf16_step(model: &Model) -> (tch::Tensor, tch::Tensor) {
+    step_after_prefill(model, |input, cache| model.forward_step(input, cache).unwrap())
+}
+
+/// `forward_step_into` writes exactly `forward_step`'s float32 logits into the caller's buffer
+/// (one converting copy for a bfloat16 model), steering at the logits adds to the float32
+/// logits (the vector in the model's kind), and a buffer of another kind or shape is refused.
+#[test]
+fn the_step_writes_the_logits_of_forward_step_into_a_float32_buffer() {
+    use tch::Tensor;
+    use wax_worker::model::StepSteer;
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let model = Model::load(&model_dir("qwen3"), Device::Cpu, kind).expect("load fixture");
+        let v = model.config().vocab_size;
+        let (want, _) = bf16_step(&model);
+        let (got, _) = step_after_prefill(&model, |input, cache| {
+            let out = Tensor::full([3, v], f64::NAN, (Kind::Float, Device::Cpu));
+            model.forward_step_into(input, cache, &out).unwrap();
+            out
+        });
+        assert_eq!(got.kind(), Kind::Float);
+        assert!(got.equal(&want), "{kind:?}: logits differ");
+        tch::manual_seed(11);
+        let vector = (Tensor::randn([v], (Kind::Float, Device::Cpu)) * 3.0).to_kind(kind);
+        let rows = Tensor::from_slice(&[true, false, true]);
+        let (steered, _) = step_after_prefill(&model, |input, cache| {
+            let steering =
+                [StepSteer { point: HookPoint::Logits, vector: &vector, rows: rows.copy() }];
+            let input = StepInput { steering: &steering, ..*input };
+            let out = Tensor::zeros([3, v], (Kind::Float, Device::Cpu));
+            model.forward_step_into(&input, cache, &out).unwrap();
+            assert!(out.equal(&model.forward_step(&input, cache).unwrap()), "{kind:?}");
+            out
+        });
+        let delta = rows.to_kind(Kind::Float).unsqueeze(1) * vector.to_kind(Kind::Float);
+        let gap = (&steered - (&want + delta)).abs().max().double_value(&[]);
+        assert!(gap < 1e-5, "{kind:?}: steered logits off by {gap}");
+        let (_, _) = step_after_prefill(&model, |input, cache| {
+            for bad in [
+                Tensor::zeros([3, v], (Kind::BFloat16, Device::Cpu)),
+                Tensor::zeros([3, v + 1], (Kind::Float, Device::Cpu)),
+            ] {
+                let e = model.forward_step_into(input, cache, &bad).unwrap_err().to_string();
+                assert!(e.contains("float32"), "{e}");
+            }
+            Tensor::zeros([1], (Kind::Float, Device::Cpu))
+        });
+    }
 }
 
 fn load_bf16(name: &str) -> Model {

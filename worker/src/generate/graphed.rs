@@ -134,8 +134,7 @@ impl Session<'_> {
             view,
             steering: &steering,
         };
-        let logits = self.model.forward_step(&input, &self.cache)?;
-        set(&st.logits, &logits);
+        self.model.forward_step_into(&input, &self.cache, &st.logits)?;
         let _ = st.pos.shallow_clone().g_add_(&st.unfed.to_kind(Kind::Int64));
         let _ = st.slot.shallow_clone().g_add_scalar_(1);
         Ok(())

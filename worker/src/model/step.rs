@@ -78,6 +78,36 @@ impl Model {
     /// Next-token logits `[B, V]` (float32) for one new token per row, written into `cache` at
     /// `input.slot`. Does not advance the cache's length (the caller knows how many steps ran).
     pub fn forward_step(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
+        Ok(self.step_logits(input, cache)?.to_kind(Kind::Float))
+    }
+
+    /// [`Model::forward_step`] with the float32 logits written into `out` (`[B, V]` float32 on
+    /// the model's device): for a reduced-precision model one converting copy instead of a cast
+    /// and a copy, the same values (the conversion to float32 is exact).
+    pub fn forward_step_into(
+        &self,
+        input: &StepInput,
+        cache: &KvCache,
+        out: &Tensor,
+    ) -> Result<(), ModelError> {
+        let (b, v) = (input.ids.size()[0], self.config.vocab_size);
+        if out.size() != [b, v] || out.kind() != Kind::Float || out.device() != self.device() {
+            return Err(ModelError::Input(format!(
+                "step: logits buffer {:?} {:?} on {:?} must be float32 [{b}, {v}] on {:?}",
+                out.kind(),
+                out.size(),
+                out.device(),
+                self.device()
+            )));
+        }
+        let logits = self.step_logits(input, cache)?;
+        out.shallow_clone().f_copy_(&logits)?;
+        Ok(())
+    }
+
+    /// The step's logits `[B, V]` in the model's kind, or float32 where steering adds at the
+    /// logits (as `Hooks` adds there, to the float32 logits).
+    fn step_logits(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
         let c = &self.config;
         if !self.supports_step() {
             return Err(ModelError::Input(
@@ -169,8 +199,12 @@ impl Model {
                 taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x))
             }
         };
-        let logits = x.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float);
-        Ok(taps.site(HookPoint::Logits, logits).squeeze_dim(1))
+        let logits = x.linear::<Tensor>(&self.lm_head, None);
+        let logits = match taps.delta(HookPoint::Logits) {
+            Some(_) => taps.site(HookPoint::Logits, logits.to_kind(Kind::Float)),
+            None => logits,
+        };
+        Ok(logits.squeeze_dim(1))
     }
 
     /// Checks the steering entries of a step of `b` rows and computes their deltas.
