@@ -4,7 +4,9 @@
 //!
 //! # What it computes
 //!
-//! Input: float32 logits `[rows, vocab]`; output: one int64 token and its float32
+//! Input: float32 logits `[rows, vocab]` (or bfloat16 for the variant of [`source_for`], which
+//! widens each logit exactly and adds the softmax sums as libtorch adds them over the float32
+//! copy, so its draws are those from that copy); output: one int64 token and its float32
 //! log-probability per row. The kernel replaces the chain of libtorch ops in
 //! `worker/src/generate/sampling.rs` (`fixed`, `order_key`, `nucleus`, `log_probs`, `sample`, for
 //! a temperature > 0 and no top-k) and the draw of `worker/src/generate/noise.rs` (`hash32`,
@@ -88,7 +90,8 @@ pub const FIXED_ONE: f64 = 1_099_511_627_776.0;
 /// CUDA C++ source of `wax_sample_topp`, compiled at run time by NVRTC (no includes).
 ///
 /// Parameters, in order:
-/// `const float* logits` `[rows, vocab]` contiguous,
+/// `const float* logits` `[rows, vocab]` contiguous (bfloat16 where the source is compiled with
+/// `WAX_LOGITS_BF16` 1: see [`source_for`]),
 /// `const unsigned char* allowed` `[vocab]` (0 = excluded) or null,
 /// `const long long* seeds` `[rows]`,
 /// `const long long* step` `[1]` (the noise counter),
@@ -101,6 +104,9 @@ pub const SOURCE: &str = r#"
 // wax_sample_topp: temperature, nucleus (top-p), allowed mask and one inverse-CDF draw per row.
 // Mirrors worker/src/generate/sampling.rs and noise.rs; see kernels/src/topp.rs.
 
+#ifndef WAX_LOGITS_BF16
+#define WAX_LOGITS_BF16 0
+#endif
 #define WAX_BLOCK 1024
 #define WAX_WARPS (WAX_BLOCK / 32)
 #define WAX_MAX_BUCKETS 2048
@@ -108,6 +114,16 @@ pub const SOURCE: &str = r#"
 
 typedef unsigned int wax_u32;
 typedef unsigned long long wax_u64;
+// A logit as stored: float32, or bfloat16 as its 16 bits (widened to float32 exactly).
+#if WAX_LOGITS_BF16
+typedef unsigned short wax_logit_t;
+__device__ __forceinline__ float wax_widen(wax_logit_t v) {
+    return __uint_as_float(((unsigned int)v) << 16);
+}
+#else
+typedef float wax_logit_t;
+__device__ __forceinline__ float wax_widen(wax_logit_t v) { return v; }
+#endif
 
 __device__ __forceinline__ float wax_neg_inf() { return __int_as_float((int)0xff800000u); }
 
@@ -138,11 +154,11 @@ __device__ double wax_uniform(long long seed, long long step) {
 }
 
 // x_i: the logit times the float32 reciprocal of the temperature, or -inf if not allowed.
-__device__ __forceinline__ float wax_logit(const float* __restrict__ row,
+__device__ __forceinline__ float wax_logit(const wax_logit_t* __restrict__ row,
                                            const unsigned char* __restrict__ allowed,
                                            long long i, float inv_t) {
     if (allowed != nullptr && allowed[i] == 0) return wax_neg_inf();
-    return __fmul_rn(row[i], inv_t);
+    return __fmul_rn(wax_widen(row[i]), inv_t);
 }
 
 // Order-preserving key in [0, 2^32) of a float32 (sampling.rs `order_key`).
@@ -290,8 +306,16 @@ __device__ wax_u64 wax_block_exclusive_scan(wax_u64 v, wax_u64* scratch, wax_u64
     return before + inclusive - v;
 }
 
-extern "C" __global__ void __launch_bounds__(WAX_BLOCK) wax_sample_topp(
-    const float* __restrict__ logits,
+// For bfloat16 logits ptxas (CUDA 13.5, sm_90) would otherwise cap the kernel at 32 registers
+// for two blocks per SM and spill; one block per SM is what the float32 variant gets anyway.
+#if WAX_LOGITS_BF16
+#define WAX_BOUNDS __launch_bounds__(WAX_BLOCK, 1)
+#else
+#define WAX_BOUNDS __launch_bounds__(WAX_BLOCK)
+#endif
+
+extern "C" __global__ void WAX_BOUNDS wax_sample_topp(
+    const wax_logit_t* __restrict__ logits,
     const unsigned char* __restrict__ allowed,
     const long long* __restrict__ seeds,
     const long long* __restrict__ step,
@@ -308,7 +332,7 @@ extern "C" __global__ void __launch_bounds__(WAX_BLOCK) wax_sample_topp(
 
     const int tid = threadIdx.x;
     const long long n = vocab;
-    const float* __restrict__ row = logits + (long long)blockIdx.x * n;
+    const wax_logit_t* __restrict__ row = logits + (long long)blockIdx.x * n;
     // libtorch's CUDA `x /= temperature` (a float32 tensor divided by a double scalar) multiplies
     // by the reciprocal, computed in double and rounded to float32.
     const float inv_t = __double2float_rn(__ddiv_rn(1.0, temperature));
@@ -319,8 +343,13 @@ extern "C" __global__ void __launch_bounds__(WAX_BLOCK) wax_sample_topp(
         local_max = fmaxf(local_max, wax_logit(row, allowed, i, inv_t));
     const float m = wax_block_max(local_max, scratch_f32);
     // The row's misalignment in floats, as libtorch's softmax kernel computes it from the
-    // address of the row (assumes libtorch's copy of the row is aligned like `logits`).
+    // address of the row (assumes libtorch's copy of the row is aligned like `logits`). For
+    // bfloat16 logits: that of the row in their float32 copy (a fresh, aligned allocation).
+#if WAX_LOGITS_BF16
+    const int row_shift = (int)(((long long)blockIdx.x * n) % 4);
+#else
     const int row_shift = (int)(((unsigned long long)row % 16ull) / 4ull);
+#endif
     const auto exp_term = [&](int i) -> float {
         return expf(__fsub_rn(wax_logit(row, allowed, i, inv_t), m));
     };
@@ -469,15 +498,28 @@ fn driver(call: &'static str) -> impl FnOnce(DriverError) -> TopPError {
     move |source| TopPError::Driver { call, source }
 }
 
+/// The source for float32 logits ([`SOURCE`] itself) or for bfloat16 logits: the same
+/// arithmetic on their exact widening to float32, with the softmax sums added in the order
+/// libtorch adds them over the float32 copy of the logits, so a draw from bfloat16 logits is bit
+/// for bit the draw from their float32 copy, read with half the memory traffic.
+pub fn source_for(bf16_logits: bool) -> String {
+    if bf16_logits { format!("#define WAX_LOGITS_BF16 1\n{SOURCE}") } else { SOURCE.to_string() }
+}
+
 /// Compiles [`SOURCE`] to PTX with NVRTC (default options: IEEE division and square root, no
 /// fast math, denormals kept).
 pub fn compile_ptx() -> Result<Ptx, TopPError> {
+    compile_ptx_for(false)
+}
+
+/// Compiles [`source_for`] `bf16_logits` to PTX with NVRTC, as [`compile_ptx`].
+pub fn compile_ptx_for(bf16_logits: bool) -> Result<Ptx, TopPError> {
     // SAFETY: only tries to dlopen libnvrtc by its usual names.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(TopPError::NvrtcMissing);
     }
     let opts = CompileOptions { name: Some("wax_topp.cu".into()), ..Default::default() };
-    cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| match e {
+    cudarc::nvrtc::compile_ptx_with_opts(source_for(bf16_logits), opts).map_err(|e| match e {
         CompileError::CompileError { nvrtc, log, .. } => TopPError::Compile {
             message: nvrtc.to_string(),
             log: log.to_string_lossy().into_owned(),
@@ -490,7 +532,7 @@ pub fn compile_ptx() -> Result<Ptx, TopPError> {
 /// `tensor.data_ptr() as u64`) of contiguous tensors on the sampler's device.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopPArgs {
-    /// float32 `[rows, vocab]`.
+    /// float32 `[rows, vocab]` (bfloat16 for a sampler built for bfloat16 logits).
     pub logits: u64,
     /// bool (one byte per entry) `[vocab]`, shared by all rows; 0 = every token allowed.
     pub allowed: u64,
@@ -511,8 +553,13 @@ pub struct TopPArgs {
     pub top_p: f64,
 }
 
-/// Checks the launch arguments without touching the driver.
+/// Checks the launch arguments for float32 logits without touching the driver.
 pub fn validate(args: &TopPArgs) -> Result<(), TopPError> {
+    validate_for(args, false)
+}
+
+/// Checks the launch arguments for float32 or bfloat16 logits without touching the driver.
+pub fn validate_for(args: &TopPArgs, bf16_logits: bool) -> Result<(), TopPError> {
     let bad = |m: String| Err(TopPError::BadArgument(m));
     if args.rows == 0 || args.rows > i32::MAX as usize {
         return bad(format!("rows must be in 1..={}, got {}", i32::MAX, args.rows));
@@ -529,7 +576,7 @@ pub fn validate(args: &TopPArgs) -> Result<(), TopPError> {
         return bad(format!("top_p must be in (0, 1], got {}", args.top_p));
     }
     let pointers = [
-        ("logits", args.logits, 4),
+        ("logits", args.logits, if bf16_logits { 2 } else { 4 }),
         ("seeds", args.seeds, 8),
         ("step", args.step, 8),
         ("out_tokens", args.out_tokens, 8),
@@ -553,20 +600,32 @@ pub struct TopPSampler {
     ctx: Arc<CudaContext>,
     module: Arc<CudaModule>,
     func: CudaFunction,
+    bf16_logits: bool,
 }
 
 impl TopPSampler {
-    /// Compiles the kernel with NVRTC and loads it on device `ordinal`.
+    /// Compiles the kernel for float32 logits with NVRTC and loads it on device `ordinal`.
     pub fn new(ordinal: usize) -> Result<Self, TopPError> {
+        Self::new_for(ordinal, false)
+    }
+
+    /// Compiles the kernel for float32 or bfloat16 logits ([`source_for`]) with NVRTC and loads
+    /// it on device `ordinal`.
+    pub fn new_for(ordinal: usize, bf16_logits: bool) -> Result<Self, TopPError> {
         // SAFETY: only tries to dlopen the driver library by its usual names.
         if !unsafe { sys::is_culib_present() } {
             return Err(TopPError::DriverMissing);
         }
-        let ptx = compile_ptx()?;
-        Self::with_ptx(ordinal, ptx)
+        let ptx = compile_ptx_for(bf16_logits)?;
+        Ok(TopPSampler { bf16_logits, ..Self::with_ptx(ordinal, ptx)? })
     }
 
-    /// Loads already compiled PTX of [`SOURCE`] on device `ordinal`.
+    /// Whether the kernel reads bfloat16 logits (else float32).
+    pub fn bf16_logits(&self) -> bool {
+        self.bf16_logits
+    }
+
+    /// Loads already compiled PTX of [`SOURCE`] (float32 logits) on device `ordinal`.
     pub fn with_ptx(ordinal: usize, ptx: Ptx) -> Result<Self, TopPError> {
         // SAFETY: as in `new`.
         if !unsafe { sys::is_culib_present() } {
@@ -575,7 +634,7 @@ impl TopPSampler {
         let ctx = CudaContext::new(ordinal).map_err(driver("cuDevicePrimaryCtxRetain"))?;
         let module = ctx.load_module(ptx).map_err(driver("cuModuleLoadData"))?;
         let func = module.load_function(KERNEL_NAME).map_err(driver("cuModuleGetFunction"))?;
-        Ok(TopPSampler { ctx, module, func })
+        Ok(TopPSampler { ctx, module, func, bf16_logits: false })
     }
 
     /// The device context the kernel is loaded in.
@@ -597,7 +656,7 @@ impl TopPSampler {
     /// contiguous buffer of the documented type and length, valid until the kernel has run on
     /// `stream`, and `stream` must be a live stream of this context (or 0).
     pub unsafe fn launch(&self, stream: u64, args: &TopPArgs) -> Result<(), TopPError> {
-        validate(args)?;
+        validate_for(args, self.bf16_logits)?;
         self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         // The driver reads each parameter through a pointer to its value: keep them alive in
         // locals of exactly the kernel's parameter types until the launch returns.
@@ -717,6 +776,21 @@ mod tests {
         let text = ptx.to_src();
         assert!(text.contains(KERNEL_NAME), "no {KERNEL_NAME} entry in the PTX");
         assert!(text.contains(".entry"), "no kernel entry in the PTX");
+        // The bfloat16 variant reads 16-bit logits; the float32 one never loads 16 bits.
+        let bf16 = compile_ptx_for(true).unwrap_or_else(|e| panic!("{e}")).to_src();
+        assert!(bf16.contains(&format!(".entry {KERNEL_NAME}")));
+        let loads16 = |t: &str| t.lines().any(|l| l.contains("ld.global") && l.contains("u16"));
+        assert!(loads16(&bf16) && !loads16(&text), "16-bit logit loads only in the bf16 variant");
+    }
+
+    #[test]
+    fn bfloat16_logits_need_only_two_byte_alignment() {
+        let args = TopPArgs { logits: 0x1002, ..good_args() };
+        assert!(validate(&args).is_err());
+        validate_for(&args, true).unwrap();
+        assert!(validate_for(&TopPArgs { logits: 0x1001, ..args }, true).is_err());
+        assert!(source_for(true).starts_with("#define WAX_LOGITS_BF16 1\n"));
+        assert_eq!(source_for(false), SOURCE);
     }
 
     #[test]

@@ -154,6 +154,8 @@ def summary(wax_json, hf_json, out, variants=()):
             "step_attention": v.get("step_attention"),
             "step_prep": v.get("step_prep"),
             "step_norm": v.get("step_norm"),
+            "decode_logits": v.get("decode_logits"),
+            "sample_bf16_ms": v.get("sample_bf16_ms"),
         }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)

@@ -14,7 +14,8 @@
 #      (CUDA graphs + fused sampler + packed projections), op by op, without packed q/k/v and
 #      gate/up matmuls (WAX_PACKED_PROJECTIONS=0), and with the decode kernels: attention
 #      (WAX_DECODE_ATTENTION=kernel), q/k preparation (WAX_DECODE_PREP=kernel), residual adds
-#      fused into the norms (WAX_DECODE_NORM=kernel), each alone and all three;
+#      fused into the norms (WAX_DECODE_NORM=kernel), logits kept in bf16 for the sampler
+#      (WAX_DECODE_LOGITS=bf16), all four together, the three kernels, and each alone;
 #      The decode step's attention alone: SDPA against the kernel (`wax bench attention`);
 #   5. transformers.generate on the same weights, in the same run;
 #   6. the ratios (every variant against transformers and against the shipped loop), the
@@ -60,7 +61,7 @@ bench() { # name, extra args…
     --dtype bf16 --prompt-len 64 --new-tokens 64 --top-p 0.95 --repeats 2 --format json "$@" \
     > "$out/$name.json" 2> "$out/$name.err"
   tail -3 "$out/$name.err"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_reference_ms','sampler','graphs','capture_ms','step_attention','step_prep','step_norm','prefill_tokens_per_s')})" "$out/$name.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('decode_tokens_per_s','decode_ms_per_step','total_s','sample_ms','sample_bf16_ms','sample_reference_ms','sampler','decode_logits','graphs','capture_ms','step_attention','step_prep','step_norm','prefill_tokens_per_s')})" "$out/$name.json"
 }
 if [[ $parts == *" bench "* ]]; then
   if fits 30; then
@@ -69,11 +70,13 @@ if [[ $parts == *" bench "* ]]; then
   fi
   bench wax --batch 512
   kernels="WAX_DECODE_ATTENTION=kernel WAX_DECODE_PREP=kernel WAX_DECODE_NORM=kernel"
-  BENCH_ENV=$kernels bench wax_kernels --batch 512
+  BENCH_ENV="$kernels WAX_DECODE_LOGITS=bf16" bench wax_all --batch 512
   if fits 60; then
     step transformers
     python3 scripts/device/decode_bench.py hf "$model" "$out/hf.json"
   fi
+  BENCH_ENV=$kernels bench wax_kernels --batch 512
+  BENCH_ENV=WAX_DECODE_LOGITS=bf16 bench wax_bf16_logits --batch 512
   BENCH_ENV=WAX_DECODE_ATTENTION=kernel bench wax_attn_kernel --batch 512
   BENCH_ENV=WAX_DECODE_PREP=kernel bench wax_prep_kernel --batch 512
   BENCH_ENV=WAX_DECODE_NORM=kernel bench wax_norm_kernel --batch 512
@@ -82,10 +85,11 @@ if [[ $parts == *" bench "* ]]; then
   if [ -s "$out/wax.json" ] && [ -s "$out/hf.json" ]; then
     step summary
     python3 scripts/device/decode_bench.py summary "$out/wax.json" "$out/hf.json" \
-      "$out/summary.json" "$out"/wax_kernels.json "$out"/wax_attn_kernel.json \
+      "$out/summary.json" "$out"/wax_all.json "$out"/wax_kernels.json \
+      "$out"/wax_bf16_logits.json "$out"/wax_attn_kernel.json \
       "$out"/wax_prep_kernel.json "$out"/wax_norm_kernel.json "$out"/wax_eager.json "$out"/wax_unpacked.json
   fi
   bench wax_b64 --batch 64
-  BENCH_ENV=$kernels bench wax_b64_kernels --batch 64
+  BENCH_ENV="$kernels WAX_DECODE_LOGITS=bf16" bench wax_b64_all --batch 64
 fi
 step done

@@ -130,7 +130,7 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
             )?;
             writeln!(
                 out,
-                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7} {:>10} {:>16}",
+                "{:<28} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>7} {:>10} {:>22}",
                 "model",
                 "params",
                 "forward tok/s",
@@ -141,12 +141,12 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                 "sampler",
                 "graphs",
                 "capture ms",
-                "attn/prep/norm"
+                "attn/prep/norm/logits"
             )?;
             for (r, b) in &results {
                 writeln!(
                     out,
-                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7} {:>10.1} {:>16}",
+                    "{:<28} {:>12} {:>14.0} {:>14.0} {:>14.1} {:>10.2} {:>10.2} {:>9} {:>7} {:>10.1} {:>22}",
                     r,
                     b.parameters,
                     b.forward_tokens_per_s,
@@ -157,7 +157,13 @@ pub fn run(a: BenchModelArgs) -> anyhow::Result<()> {
                     b.sampler,
                     if b.graphs { "yes" } else { "no" },
                     b.capture_ms,
-                    format!("{}/{}/{}", b.step_attention, b.step_prep, b.step_norm)
+                    format!(
+                        "{}/{}/{}/{}",
+                        b.step_attention,
+                        b.step_prep,
+                        b.step_norm,
+                        if b.decode_logits == "bfloat16" { "bf16" } else { "f32" }
+                    )
                 )?;
             }
         }

@@ -303,8 +303,9 @@ fn bf16_step(model: &Model) -> (tch::Tensor, tch::Tensor) {
 }
 
 /// `forward_step_into` writes exactly `forward_step`'s float32 logits into the caller's buffer
-/// (one converting copy for a bfloat16 model), steering at the logits adds to the float32
-/// logits (the vector in the model's kind), and a buffer of another kind or shape is refused.
+/// (one converting copy for a bfloat16 model) or the same values into a buffer of the model's
+/// kind; steering at the logits adds to the float32 logits (the vector in the model's kind);
+/// a buffer of another kind or shape is refused.
 #[test]
 fn the_step_writes_the_logits_of_forward_step_into_a_float32_buffer() {
     use tch::Tensor;
@@ -335,13 +336,30 @@ fn the_step_writes_the_logits_of_forward_step_into_a_float32_buffer() {
         let delta = rows.to_kind(Kind::Float).unsqueeze(1) * vector.to_kind(Kind::Float);
         let gap = (&steered - (&want + delta)).abs().max().double_value(&[]);
         assert!(gap < 1e-5, "{kind:?}: steered logits off by {gap}");
+        // A buffer in the model's own kind holds the same values; another kind, another shape,
+        // or the model's kind while steering adds to the logits, is refused.
+        let (own, _) = step_after_prefill(&model, |input, cache| {
+            let out = Tensor::zeros([3, v], (kind, Device::Cpu));
+            model.forward_step_into(input, cache, &out).unwrap();
+            out
+        });
+        assert!(own.to_kind(Kind::Float).equal(&want), "{kind:?}: logits in the model's kind");
+        let other = if kind == Kind::Float { Kind::BFloat16 } else { Kind::Half };
         let (_, _) = step_after_prefill(&model, |input, cache| {
             for bad in [
-                Tensor::zeros([3, v], (Kind::BFloat16, Device::Cpu)),
+                Tensor::zeros([3, v], (other, Device::Cpu)),
                 Tensor::zeros([3, v + 1], (Kind::Float, Device::Cpu)),
             ] {
                 let e = model.forward_step_into(input, cache, &bad).unwrap_err().to_string();
                 assert!(e.contains("float32"), "{e}");
+            }
+            if kind != Kind::Float {
+                let steering =
+                    [StepSteer { point: HookPoint::Logits, vector: &vector, rows: rows.copy() }];
+                let input = StepInput { steering: &steering, ..*input };
+                let out = Tensor::zeros([3, v], (kind, Device::Cpu));
+                let e = model.forward_step_into(&input, cache, &out).unwrap_err().to_string();
+                assert!(e.contains("without logits steering"), "{e}");
             }
             Tensor::zeros([1], (Kind::Float, Device::Cpu))
         });
@@ -455,5 +473,27 @@ fn the_residual_norm_kernels_arithmetic_rounds_bfloat16_as_the_ops_do() {
         let (kernel, _) = bf16_step(&model);
         let (diff, scale) = logit_gap(&kernel, &ops);
         assert!(diff <= 0.02 * scale, "{name}: max |Δlogit| {diff} of {scale}");
+    }
+}
+
+/// A bfloat16 model's decode loop with its logits kept in bfloat16 (`StepLogits::Model`: the
+/// step writes them without widening; the sampler widens them) draws exactly what it draws with
+/// float32 logits, over two turns with per-step allowed sets and stops.
+#[test]
+fn bfloat16_logits_in_the_decode_loop_draw_what_float32_logits_draw() {
+    use wax_worker::model::StepLogits;
+    for name in ["qwen3", "llama"] {
+        let mut model = load_bf16(name);
+        assert_eq!(model.step_logits_kind(), Kind::Float, "{name}: default");
+        let (a1, b1, len1) = conversation(&model, Decode::Static);
+        model.set_step_logits(StepLogits::Model);
+        assert_eq!(model.step_logits_kind(), Kind::BFloat16);
+        let (a2, b2, len2) = conversation(&model, Decode::Static);
+        for (x, y, turn) in [(&a1, &a2, "turn 1"), (&b1, &b2, "turn 2")] {
+            assert_eq!(x.tokens, y.tokens, "{name} {turn}: tokens");
+            assert_eq!(x.logprobs, y.logprobs, "{name} {turn}: log-probs");
+            assert_eq!(x.stopped, y.stopped, "{name} {turn}: stops");
+        }
+        assert_eq!(len1, len2);
     }
 }

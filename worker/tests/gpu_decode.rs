@@ -113,6 +113,60 @@ fn fused_sampler_draws_what_the_libtorch_sampler_draws() {
     }
 }
 
+/// The fused sampler's bfloat16 variant draws from bfloat16 logits exactly what the float32
+/// kernel and the libtorch sampler draw from their float32 copy: the same tokens and bit-identical
+/// log-probabilities, over vocabularies on both sides of libtorch's softmax kernels (rows whose
+/// float32 copies are misaligned included), temperatures, top-p and masks.
+#[test]
+fn fused_sampler_reads_bfloat16_logits_as_their_float32_copy() {
+    let Some(dev) = gpu() else { return };
+    let _guard = tch::no_grad_guard();
+    tch::manual_seed(13);
+    let rows = 96i64;
+    let seeds = Tensor::arange(rows, (Kind::Int64, dev)) * 104_729 - 31;
+    let mut report = Vec::new();
+    for vocab in [151_936i64, 10_000, 9_001, 2_048, 1_000, 7] {
+        let mask = Tensor::rand([vocab], (Kind::Float, dev)).lt(0.5);
+        let _ = mask.narrow(0, 0, 1).fill_(1);
+        for scale in [0.3f64, 3.0] {
+            let bf16 =
+                (Tensor::randn([rows, vocab], (Kind::Float, dev)) * scale).to_kind(Kind::BFloat16);
+            let f32 = bf16.to_kind(Kind::Float);
+            for (t, p) in [(1.0, None), (1.0, Some(0.95)), (0.6, Some(0.3))] {
+                let sampling = Sampling { temperature: t, top_k: None, top_p: p };
+                for (name, allowed) in [("any", None), ("mask", Some(&mask))] {
+                    let at = Tensor::from_slice(&[5i64]).to_device(dev);
+                    let got = sample_at(&bf16, &sampling, allowed, &seeds, &at);
+                    let f32_kernel = sample_at(&f32, &sampling, allowed, &seeds, &at);
+                    let want = sample_reference(&f32, &sampling, allowed, &seeds, &at);
+                    let bits = |t: &Tensor| {
+                        to_vec_f32(t).iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+                    };
+                    let tokens = to_vec_i64(&got.tokens);
+                    let same_kernel = tokens == to_vec_i64(&f32_kernel.tokens)
+                        && bits(&got.logprobs) == bits(&f32_kernel.logprobs);
+                    let same_ops = tokens
+                        .iter()
+                        .zip(&to_vec_i64(&want.tokens))
+                        .filter(|(a, b)| a == b)
+                        .count();
+                    let line = format!(
+                        "vocab {vocab} scale {scale} T {t} top_p {p:?} {name}: bf16 kernel = f32 \
+                         kernel bit for bit: {same_kernel}; tokens as libtorch's {same_ops}/{rows}"
+                    );
+                    eprintln!("{line}");
+                    assert!(same_kernel, "{line}");
+                    assert!(same_ops as f64 >= 0.99 * rows as f64, "{line}");
+                    report.push(line);
+                }
+            }
+        }
+    }
+    if let Ok(dir) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{dir}/fused_sampler_bf16.txt"), report.join("\n") + "\n");
+    }
+}
+
 fn two_turns(model: &Model, decode: Decode, rows: usize) -> (Generation, Generation) {
     steered_two_turns(model, decode, rows, Vec::new())
 }
@@ -646,4 +700,63 @@ fn residual_norm_kernel_gives_the_step_of_the_ops() {
     if let Ok(out) = std::env::var("OUT") {
         let _ = std::fs::write(format!("{out}/resid_norm_step.txt"), report.join("\n") + "\n");
     }
+}
+
+/// A bfloat16 model decoding through CUDA graphs with its logits kept in bfloat16 (the fused
+/// sampler's bfloat16 variant) draws exactly what it draws with float32 logits: the same tokens
+/// and log-probabilities under top-p sampling, over two turns crossing a 128-slot window.
+#[test]
+fn graph_decode_with_bfloat16_logits_draws_what_float32_logits_draw() {
+    use wax_worker::model::StepLogits;
+    let Some(dev) = gpu() else { return };
+    let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else { return };
+    let _guard = tch::no_grad_guard();
+    let mut model = Model::load(std::path::Path::new(&dir), dev, Kind::BFloat16).unwrap();
+    let rows = 48usize;
+    let vocab = model.config().vocab_size;
+    let run = |model: &Model| {
+        let seeds: Vec<u64> = (0..rows as u64).map(|r| r * 31 + 7).collect();
+        let prompts: Vec<Chunk> = (0..rows as i64)
+            .map(|r| {
+                let toks = (0..90 + r % 5).map(|i| (i * 6007 + r * 7919) % (vocab - 1) + 1);
+                Chunk::uniform(toks.collect(), TokenRole::Prompt)
+            })
+            .collect();
+        let mut s = Session::new(model, &seeds, 200, Vec::new()).unwrap();
+        s.append(&prompts).unwrap();
+        let opts = GenerateOptions {
+            max_new_tokens: 48,
+            sampling: Sampling { temperature: 0.8, top_k: None, top_p: Some(0.9) },
+            check_every: 0,
+            decode: Decode::Graph,
+            ..Default::default()
+        };
+        let a = s.generate(&opts).unwrap();
+        assert!(s.last_decode_graphed(), "decoded through CUDA graphs");
+        s.append(
+            &(0..rows).map(|_| Chunk::uniform(vec![9, 10], TokenRole::Prompt)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let b = s.generate(&GenerateOptions { max_new_tokens: 16, ..opts }).unwrap();
+        (a, b)
+    };
+    model.set_step_logits(StepLogits::Float32);
+    let (f1, f2) = run(&model);
+    model.set_step_logits(StepLogits::Model);
+    assert_eq!(model.step_logits_kind(), Kind::BFloat16);
+    let (b1, b2) = run(&model);
+    let line = format!(
+        "bf16 model, top-p 0.9, {rows} rows: tokens with bfloat16 logits equal to float32 logits: \
+         turn 1 {}, turn 2 {}",
+        f1.tokens == b1.tokens,
+        f2.tokens == b2.tokens
+    );
+    eprintln!("{line}");
+    if let Ok(out) = std::env::var("OUT") {
+        let _ = std::fs::write(format!("{out}/bf16_logits_graph.txt"), line.clone() + "\n");
+    }
+    assert_eq!(f1.tokens, b1.tokens, "{line}");
+    assert_eq!(f2.tokens, b2.tokens, "{line}");
+    assert_eq!(f1.logprobs, b1.logprobs, "{line}");
+    assert_eq!(f2.logprobs, b2.logprobs, "{line}");
 }

@@ -5,6 +5,7 @@
 //! `new_tokens` per row with the configured sampling, one cache slot per step. On CUDA the clock
 //! is read only after synchronising the device.
 
+use super::decode::{Feed, logits_kind};
 use super::fused;
 use super::sampling::{Sampling, sample, sample_reference};
 use super::session::{Chunk, Decode, GenerateError, GenerateOptions, Session};
@@ -66,6 +67,12 @@ pub struct DecodeBench {
     pub sample_ms: f64,
     /// The sampler the decode loop used: `fused` (one CUDA kernel) or `libtorch`.
     pub sampler: String,
+    /// Milliseconds per call of the sampler on the same logits rounded to bfloat16 (the fused
+    /// kernel's bfloat16 variant; CUDA only).
+    pub sample_bf16_ms: Option<f64>,
+    /// The kind the decode loop kept its logits in: `float32`, or `bfloat16` for a bfloat16
+    /// model with `WAX_DECODE_LOGITS=bf16` and the step feed.
+    pub decode_logits: String,
     /// Milliseconds per call of the libtorch sampler on the same logits (equal to `sample_ms`
     /// where that is the sampler in use).
     pub sample_reference_ms: f64,
@@ -171,7 +178,8 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
     let logits = Tensor::randn([b, model.config().vocab_size], (Kind::Float, device)) * 3.0;
     let seeds_i: Vec<i64> = seeds.iter().map(|&s| s as i64).collect();
     let seeds_t = Tensor::from_slice(&seeds_i).to_device(device);
-    let (mut samp, mut samp_ref) = (Vec::new(), Vec::new());
+    let logits_bf16 = device.is_cuda().then(|| logits.to_kind(Kind::BFloat16));
+    let (mut samp, mut samp_ref, mut samp_bf16) = (Vec::new(), Vec::new(), Vec::new());
     for step in 0..cfg.warmup + cfg.repeats.max(5) {
         sync(device);
         let t0 = Instant::now();
@@ -181,12 +189,19 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         let at = Tensor::from(step as i64);
         drop(sample_reference(&logits, &cfg.sampling, None, &seeds_t, &at));
         sync(device);
+        let t2 = Instant::now();
+        if let Some(l) = &logits_bf16 {
+            drop(sample(l, &cfg.sampling, None, &seeds_t, step as i64));
+            sync(device);
+        }
         if step >= cfg.warmup {
             samp.push((t1 - t0).as_secs_f64());
-            samp_ref.push(t1.elapsed().as_secs_f64());
+            samp_ref.push((t2 - t1).as_secs_f64());
+            samp_bf16.push(t2.elapsed().as_secs_f64());
         }
     }
     let fused = fused::for_logits(&logits, &cfg.sampling).is_some();
+    let feed = if graphs || cfg.decode == Decode::Static { Feed::Static } else { Feed::Eager };
 
     let prompt_tokens = (cfg.batch * cfg.prompt_len) as f64;
     let new = (cfg.batch * cfg.new_tokens) as f64;
@@ -204,6 +219,12 @@ pub fn decode_bench(model: &Model, cfg: &DecodeBenchConfig) -> Result<DecodeBenc
         decode_ms_per_step: dec * 1e3 / cfg.new_tokens as f64,
         sample_ms: median(samp) * 1e3,
         sampler: if fused { "fused" } else { "libtorch" }.to_string(),
+        sample_bf16_ms: logits_bf16.is_some().then(|| median(samp_bf16) * 1e3),
+        decode_logits: match logits_kind(model, feed) {
+            Kind::BFloat16 => "bfloat16",
+            _ => "float32",
+        }
+        .to_string(),
         sample_reference_ms: median(samp_ref) * 1e3,
         decode: cfg.decode,
         graphs,

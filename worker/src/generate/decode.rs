@@ -17,7 +17,7 @@
 use super::graphed::{self, WINDOW};
 use super::sampling::{Sampling, sample_at};
 use super::session::{Decode, Decoded, GenerateError, GenerateOptions, Session};
-use crate::model::{HookPoint, SteerScope, scaled_vector};
+use crate::model::{HookPoint, Model, SteerScope, scaled_vector};
 use tch::{Kind, Tensor};
 
 /// How the loop feeds sampled tokens to the model.
@@ -33,7 +33,7 @@ pub(super) enum Feed {
 
 /// The decode loop's device-side state.
 pub(super) struct State {
-    /// `[B, V]` float32 next-token logits.
+    /// `[B, V]` next-token logits: float32, or bfloat16 (see [`logits_kind`]).
     pub(super) logits: Tensor,
     /// `[B]` bool: rows still generating.
     pub(super) active: Tensor,
@@ -85,6 +85,15 @@ pub(super) struct Pieces<'a> {
     pub(super) stops: Option<&'a Tensor>,
     /// The session's steering: point, scope and α·v in the model's kind (as `Hooks` scales it).
     pub(super) steer: Vec<(HookPoint, SteerScope, Tensor)>,
+}
+
+/// The kind the decode loop keeps its logits in: [`Model::step_logits_kind`] with the step feed
+/// ([`Feed::Static`] or [`Feed::Graphs`], which write them in place), float32 with the eager
+/// feed. A bfloat16 model's logits are bfloat16 values (session steering adds to hidden states,
+/// never to logits), so keeping them in bfloat16 loses nothing; the fused sampler then reads half
+/// the bytes on each of its passes over `[B, V]` (the libtorch sampler widens them itself).
+pub(super) fn logits_kind(model: &Model, feed: Feed) -> Kind {
+    if feed == Feed::Eager { Kind::Float } else { model.step_logits_kind() }
 }
 
 /// Which of the rows fed at position `pos` (`[B]`) a steering entry of `scope` steers: the rows
@@ -139,7 +148,7 @@ impl Session<'_> {
         let n = opts.max_new_tokens as i64;
         let one = |v: i64| Tensor::from_slice(&[v]).to_device(device);
         let mut st = State {
-            logits: logits.to_kind(Kind::Float).contiguous(),
+            logits: logits.to_kind(logits_kind(self.model, feed)).contiguous(),
             active: Tensor::ones([b], (Kind::Bool, device)),
             unfed: Tensor::ones([b], (Kind::Bool, device)),
             last: Tensor::zeros([b], (Kind::Int64, device)),

@@ -7,7 +7,10 @@
 //! so tokens agree except where a draw lands within a rounding error of a boundary;
 //! worker/tests/gpu_decode.rs checks the agreement on the GPU machine.
 //!
-//! Used automatically for CUDA float32 logits with temperature > 0 and no top-k; set
+//! Used automatically for CUDA float32 or bfloat16 logits (one module for each: bfloat16 logits
+//! are drawn from exactly as their float32 copy, with half the reads; the decode loop keeps its
+//! logits in bfloat16 for bfloat16 models when `WAX_DECODE_LOGITS=bf16`, see
+//! [`super::decode`]) with temperature > 0 and no top-k; set
 //! `WAX_FUSED_SAMPLER=0` (read once per process) to use the libtorch sampler everywhere. The kernel is compiled with
 //! NVRTC once per process and device; if that fails the libtorch sampler is used (with one
 //! warning).
@@ -25,11 +28,11 @@ pub struct FusedSampler {
     ordinal: usize,
 }
 
-/// Whether the fused kernel computes this draw: CUDA float32 logits, temperature > 0, no top-k,
-/// not disabled by `WAX_FUSED_SAMPLER=0`.
+/// Whether the fused kernel computes this draw: CUDA float32 or bfloat16 logits, temperature > 0,
+/// no top-k, not disabled by `WAX_FUSED_SAMPLER=0`.
 pub fn applies(logits: &Tensor, sampling: &Sampling) -> bool {
     matches!(logits.device(), Device::Cuda(_))
-        && logits.kind() == Kind::Float
+        && matches!(logits.kind(), Kind::Float | Kind::BFloat16)
         && logits.dim() == 2
         && sampling.temperature > 0.0
         && sampling.top_k.is_none()
@@ -51,19 +54,21 @@ pub fn for_logits(logits: &Tensor, sampling: &Sampling) -> Option<&'static Fused
     let Device::Cuda(ordinal) = logits.device() else {
         return None;
     };
-    static SAMPLERS: Cache<usize, FusedSampler> = Cache::new();
-    compiled_once(&SAMPLERS, ordinal, || match TopPSampler::new(ordinal) {
+    let bf16 = logits.kind() == Kind::BFloat16;
+    static SAMPLERS: Cache<(usize, bool), FusedSampler> = Cache::new();
+    compiled_once(&SAMPLERS, (ordinal, bf16), || match TopPSampler::new_for(ordinal, bf16) {
         Ok(inner) => Ok(FusedSampler { inner, ordinal }),
-        Err(e) => {
-            Err(format!("fused sampler unavailable on cuda:{ordinal} ({e}); using libtorch's"))
-        }
+        Err(e) => Err(format!(
+            "fused sampler for {:?} logits unavailable on cuda:{ordinal} ({e}); using libtorch's",
+            logits.kind()
+        )),
     })
 }
 
 impl FusedSampler {
-    /// Draws one token per row of `logits` (`[B, V]` float32 on this sampler's device) exactly as
-    /// [`super::sampling::sample_at`] does, launched on libtorch's current stream (so it is
-    /// recorded when a CUDA graph is being captured).
+    /// Draws one token per row of `logits` (`[B, V]` on this sampler's device, float32 or
+    /// bfloat16 as the sampler was built) exactly as [`super::sampling::sample_at`] does, launched
+    /// on libtorch's current stream (so it is recorded when a CUDA graph is being captured).
     pub fn sample(
         &self,
         logits: &Tensor,
@@ -73,7 +78,11 @@ impl FusedSampler {
         step: &Tensor,
     ) -> Result<Sampled, String> {
         let device = logits.device();
-        if device != Device::Cuda(self.ordinal) || !applies(logits, sampling) {
+        let kind = if self.inner.bf16_logits() { Kind::BFloat16 } else { Kind::Float };
+        if device != Device::Cuda(self.ordinal)
+            || !applies(logits, sampling)
+            || logits.kind() != kind
+        {
             return Err(format!("fused sampler: logits {:?} {device:?}", logits.kind()));
         }
         let size = logits.size();

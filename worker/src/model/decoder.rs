@@ -13,6 +13,7 @@ use super::layers::{Linear, Mlp, Norm, Packed, Packing};
 use super::prep::{SlotPrep, StepPrep};
 use super::resid::StepNorm;
 use super::rope;
+use super::step::StepLogits;
 use super::weights::WeightFiles;
 
 /// The inputs of one forward call.
@@ -113,6 +114,8 @@ pub struct Model {
     pub(super) step_prep: StepPrep,
     /// How the graph-ready decode step adds to the residual stream and norms it.
     pub(super) step_norm: StepNorm,
+    /// The kind a decode loop over the graph-ready step keeps its logits in.
+    pub(super) step_logits: StepLogits,
 }
 
 /// Tensors in snapshots that are buffers, not parameters.
@@ -342,6 +345,7 @@ impl Model {
             step_attention: StepAttention::from_env(),
             step_prep: StepPrep::from_env(),
             step_norm: StepNorm::from_env(),
+            step_logits: StepLogits::from_env(),
         })
     }
 
@@ -410,6 +414,27 @@ impl Model {
     /// agree either way (within float rounding).
     pub fn set_step_norm(&mut self, choice: StepNorm) {
         self.step_norm = choice;
+    }
+
+    /// The kind a decode loop over [`Model::forward_step_into`] keeps its logits in (by default
+    /// [`StepLogits::from_env`]).
+    pub fn step_logits(&self) -> StepLogits {
+        self.step_logits
+    }
+
+    /// What that kind is on this model: [`Kind::BFloat16`] for [`StepLogits::Model`] on a
+    /// bfloat16 model, [`Kind::Float`] otherwise.
+    pub fn step_logits_kind(&self) -> Kind {
+        match self.step_logits {
+            StepLogits::Model if self.kind == Kind::BFloat16 => Kind::BFloat16,
+            _ => Kind::Float,
+        }
+    }
+
+    /// Chooses the kind a decode loop over [`Model::forward_step_into`] keeps its logits in; the
+    /// draws are the same either way.
+    pub fn set_step_logits(&mut self, choice: StepLogits) {
+        self.step_logits = choice;
     }
 
     /// Chooses how [`Model::forward_step`] attends; the results agree either way (within float

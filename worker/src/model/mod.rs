@@ -42,4 +42,4 @@ pub use prep::StepPrep;
 pub use resid::StepNorm;
 pub use rope::{RopeConfig, RopeScaling};
 pub use steer::{SteerScope, TokenRole, steering_mask};
-pub use step::{StepInput, StepSteer};
+pub use step::{StepInput, StepLogits, StepSteer};

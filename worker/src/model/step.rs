@@ -20,6 +20,28 @@ use super::prep::SlotPrep;
 use super::resid::{SlotNorms, StepLayers};
 use super::rope;
 
+/// The kind a decode loop over [`Model::forward_step_into`] keeps its logits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepLogits {
+    /// float32 (the default).
+    Float32,
+    /// The model's own kind where that is bfloat16: its logits are bfloat16 values, so nothing
+    /// is lost, and on CUDA the fused sampler reads half the bytes on each pass over `[B, V]`
+    /// (the libtorch sampler widens them itself).
+    Model,
+}
+
+impl StepLogits {
+    /// The process default: `WAX_DECODE_LOGITS=bf16` selects [`StepLogits::Model`] (read once).
+    pub fn from_env() -> StepLogits {
+        static CHOICE: std::sync::OnceLock<StepLogits> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| match std::env::var("WAX_DECODE_LOGITS").as_deref() {
+            Ok("bf16") => StepLogits::Model,
+            _ => StepLogits::Float32,
+        })
+    }
+}
+
 /// The tensors one decode step reads (all on the model's device; updated in place between steps).
 #[derive(Debug)]
 pub struct StepInput<'a> {
@@ -78,12 +100,13 @@ impl Model {
     /// Next-token logits `[B, V]` (float32) for one new token per row, written into `cache` at
     /// `input.slot`. Does not advance the cache's length (the caller knows how many steps ran).
     pub fn forward_step(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
-        Ok(self.step_logits(input, cache)?.to_kind(Kind::Float))
+        Ok(self.step_raw_logits(input, cache)?.to_kind(Kind::Float))
     }
 
-    /// [`Model::forward_step`] with the float32 logits written into `out` (`[B, V]` float32 on
-    /// the model's device): for a reduced-precision model one converting copy instead of a cast
-    /// and a copy, the same values (the conversion to float32 is exact).
+    /// [`Model::forward_step`] with the logits written into `out` (`[B, V]` on the model's
+    /// device): float32 — for a reduced-precision model one converting copy instead of a cast
+    /// and a copy, the same values (the conversion to float32 is exact) — or the model's own
+    /// kind, which holds the logits exactly unless steering adds to them (refused then).
     pub fn forward_step_into(
         &self,
         input: &StepInput,
@@ -91,23 +114,27 @@ impl Model {
         out: &Tensor,
     ) -> Result<(), ModelError> {
         let (b, v) = (input.ids.size()[0], self.config.vocab_size);
-        if out.size() != [b, v] || out.kind() != Kind::Float || out.device() != self.device() {
+        let steered = input.steering.iter().any(|s| s.point == HookPoint::Logits);
+        let kind_ok = out.kind() == Kind::Float || (out.kind() == self.kind && !steered);
+        if out.size() != [b, v] || !kind_ok || out.device() != self.device() {
             return Err(ModelError::Input(format!(
-                "step: logits buffer {:?} {:?} on {:?} must be float32 [{b}, {v}] on {:?}",
+                "step: logits buffer {:?} {:?} on {:?} must be float32 (or {:?} without logits \
+                 steering) [{b}, {v}] on {:?}",
                 out.kind(),
                 out.size(),
                 out.device(),
+                self.kind,
                 self.device()
             )));
         }
-        let logits = self.step_logits(input, cache)?;
+        let logits = self.step_raw_logits(input, cache)?;
         out.shallow_clone().f_copy_(&logits)?;
         Ok(())
     }
 
     /// The step's logits `[B, V]` in the model's kind, or float32 where steering adds at the
     /// logits (as `Hooks` adds there, to the float32 logits).
-    fn step_logits(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
+    fn step_raw_logits(&self, input: &StepInput, cache: &KvCache) -> Result<Tensor, ModelError> {
         let c = &self.config;
         if !self.supports_step() {
             return Err(ModelError::Input(
