@@ -617,7 +617,7 @@ impl TopPSampler {
             return Err(TopPError::DriverMissing);
         }
         let ptx = compile_ptx_for(bf16_logits)?;
-        Ok(TopPSampler { bf16_logits, ..Self::with_ptx(ordinal, ptx)? })
+        Self::with_ptx_for(ordinal, ptx, bf16_logits)
     }
 
     /// Whether the kernel reads bfloat16 logits (else float32).
@@ -627,6 +627,13 @@ impl TopPSampler {
 
     /// Loads already compiled PTX of [`SOURCE`] (float32 logits) on device `ordinal`.
     pub fn with_ptx(ordinal: usize, ptx: Ptx) -> Result<Self, TopPError> {
+        Self::with_ptx_for(ordinal, ptx, false)
+    }
+
+    /// Loads already compiled PTX of [`source_for`] `bf16_logits` on device `ordinal` (the flag
+    /// must say which variant the PTX is: it sets the logits kind [`TopPSampler::launch`]
+    /// accepts).
+    pub fn with_ptx_for(ordinal: usize, ptx: Ptx, bf16_logits: bool) -> Result<Self, TopPError> {
         // SAFETY: as in `new`.
         if !unsafe { sys::is_culib_present() } {
             return Err(TopPError::DriverMissing);
@@ -634,7 +641,7 @@ impl TopPSampler {
         let ctx = CudaContext::new(ordinal).map_err(driver("cuDevicePrimaryCtxRetain"))?;
         let module = ctx.load_module(ptx).map_err(driver("cuModuleLoadData"))?;
         let func = module.load_function(KERNEL_NAME).map_err(driver("cuModuleGetFunction"))?;
-        Ok(TopPSampler { ctx, module, func, bf16_logits: false })
+        Ok(TopPSampler { ctx, module, func, bf16_logits })
     }
 
     /// The device context the kernel is loaded in.

@@ -285,4 +285,13 @@ fn bad_requests_are_clear_errors() {
     };
     let e = Session::new(&model, &[1], 8, vec![bad]).err().unwrap().to_string();
     assert!(e.contains("hidden size"), "{e}");
+    let hidden = model.config().hidden_size;
+    let at_logits = SteerSpec {
+        point: HookPoint::Logits,
+        vector: Tensor::zeros([hidden], (Kind::Float, Device::Cpu)),
+        alpha: 1.0,
+        scope: SteerScope::All,
+    };
+    let e = Session::new(&model, &[1], 8, vec![at_logits]).err().unwrap().to_string();
+    assert!(e.contains("not a session steering point"), "{e}");
 }

@@ -192,6 +192,13 @@ impl<'m> Session<'m> {
         let hidden = model.config().hidden_size;
         let mut steer = Vec::with_capacity(steering.len());
         for s in steering {
+            if s.point == HookPoint::Logits {
+                return Err(GenerateError::Input(
+                    "a session steers hidden states (vectors of the hidden size); the logits are \
+                     not a session steering point"
+                        .into(),
+                ));
+            }
             if s.vector.size() != [hidden] {
                 return Err(GenerateError::Input(format!(
                     "steering vector has shape {:?}, the model's hidden size is {hidden}",

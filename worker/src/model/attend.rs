@@ -77,10 +77,12 @@ fn kernel(ordinal: usize, shape: AttnShape) -> Option<&'static DecodeAttention> 
 fn how(choice: StepAttention, shape: Option<AttnShape>, kind: Kind, device: Device) -> Option<How> {
     match (choice, device) {
         (StepAttention::Sdpa, _) => None,
+        // The kernels and their host algorithm round as float32 or bfloat16 only.
+        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
         (StepAttention::Reference, _) => Some(How::Host),
         (StepAttention::Kernel, Device::Cuda(ordinal)) => {
             let shape = shape?;
-            if !matches!(kind, Kind::Float | Kind::BFloat16) || shape.check().is_err() {
+            if shape.check().is_err() {
                 return None;
             }
             Some(How::Cuda(kernel(ordinal, shape)?, ordinal))

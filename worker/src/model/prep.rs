@@ -81,11 +81,10 @@ fn shape_of(c: &ModelConfig, kind: Kind) -> Option<PrepShape> {
 fn how(choice: StepPrep, shape: PrepShape, kind: Kind, device: Device) -> Option<How> {
     match (choice, device) {
         (StepPrep::Ops, _) => None,
+        // The kernel and its host arithmetic round as float32 or bfloat16 only.
+        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
         (StepPrep::Reference, _) => Some(How::Host),
         (StepPrep::Kernel, Device::Cuda(ordinal)) => {
-            if !matches!(kind, Kind::Float | Kind::BFloat16) {
-                return None;
-            }
             Some(How::Cuda(kernel(ordinal, shape)?, ordinal))
         }
         (StepPrep::Kernel, _) => None,
@@ -324,6 +323,7 @@ mod tests {
         assert_eq!(in_use(StepPrep::Kernel, &c, Kind::Float, Device::Cpu), StepPrep::Ops);
         assert_eq!(in_use(StepPrep::Ops, &c, Kind::Float, Device::Cpu), StepPrep::Ops);
         assert_eq!(in_use(StepPrep::Reference, &c, Kind::Float, Device::Cpu), StepPrep::Reference);
+        assert_eq!(in_use(StepPrep::Reference, &c, Kind::Half, Device::Cpu), StepPrep::Ops);
         c.qk_norm = true;
         c.norm = NormKind::Layer;
         assert!(shape_of(&c, Kind::Float).is_none());

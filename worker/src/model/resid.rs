@@ -92,11 +92,10 @@ fn shape_of(c: &ModelConfig, kind: Kind) -> Option<NormShape> {
 fn how(choice: StepNorm, shape: NormShape, kind: Kind, device: Device) -> Option<How> {
     match (choice, device) {
         (StepNorm::Ops, _) => None,
+        // The kernel and its host arithmetic round as float32 or bfloat16 only.
+        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
         (StepNorm::Reference, _) => Some(How::Host),
         (StepNorm::Kernel, Device::Cuda(ordinal)) => {
-            if !matches!(kind, Kind::Float | Kind::BFloat16) {
-                return None;
-            }
             Some(How::Cuda(kernel(ordinal, shape)?, ordinal))
         }
         (StepNorm::Kernel, _) => None,
@@ -196,8 +195,13 @@ impl SlotNorms {
     ) -> Result<(Tensor, Tensor), ModelError> {
         let kind = if self.shape.bf16 { Kind::BFloat16 } else { Kind::Float };
         let device = Device::Cuda(ordinal);
-        // Rows read through their stride; elements of a row must be adjacent.
-        let rows = |t: &Tensor| if t.stride()[2] == 1 { t.shallow_clone() } else { t.contiguous() };
+        let width = self.shape.width as i64;
+        // Rows read through their stride: elements of a row adjacent, rows apart (a broadcast
+        // or otherwise odd layout is copied first).
+        let rows = |t: &Tensor| {
+            let s = t.stride();
+            if s[2] == 1 && s[0] >= width { t.shallow_clone() } else { t.contiguous() }
+        };
         let base = rows(base);
         let pending = pending.map(rows);
         let weight = norm.weight.contiguous();
@@ -324,6 +328,8 @@ mod tests {
         assert_eq!(in_use(StepNorm::Kernel, &c, Kind::Float, Device::Cpu), StepNorm::Ops);
         assert_eq!(in_use(StepNorm::Ops, &c, Kind::Float, Device::Cpu), StepNorm::Ops);
         assert_eq!(in_use(StepNorm::Reference, &c, Kind::Float, Device::Cpu), StepNorm::Reference);
+        // Half precision keeps the ops (the kernel rounds as float32 or bfloat16 only).
+        assert_eq!(in_use(StepNorm::Reference, &c, Kind::Half, Device::Cpu), StepNorm::Ops);
         let shape = shape_of(&c, Kind::BFloat16).unwrap();
         assert!(shape.bf16 && shape.width == 16);
         c.parallel_residual = true;
