@@ -480,48 +480,52 @@ fn graph_decode_with_the_decode_kernels_gives_the_tokens_of_the_eager_loop() {
     assert!(same2 * 10 >= rows * 9, "{line}");
 }
 
+/// One graph-ready decode step of 6 rows after a 37-token prefill on `dev`: the logits and the
+/// first layer's keys of the new token (float32).
+fn one_step_after_prefill(model: &Model, dev: Device) -> (Tensor, Tensor) {
+    use wax_worker::model::{LogitsSelect, StepInput};
+    let vocab = model.config().vocab_size;
+    let (b, t, cap) = (6i64, 37i64, 64i64);
+    let ids =
+        Tensor::from_slice(&(0..b * t).map(|i| (i * 7919) % (vocab - 1) + 1).collect::<Vec<i64>>())
+            .view([b, t])
+            .to_device(dev);
+    let prefill = ForwardInput {
+        input_ids: ids,
+        positions: Tensor::arange(t, (Kind::Int64, dev)).repeat([b, 1]),
+        attention_mask: Tensor::ones([b, t], (Kind::Bool, dev)),
+    };
+    let next = Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([b, 1]).to_device(dev);
+    let pos = (Tensor::ones([b, 1], (Kind::Int64, dev)) * t).to_device(dev);
+    let real = Tensor::zeros([b, cap], (Kind::Bool, dev));
+    let _ = real.narrow(1, 0, t + 1).fill_(1);
+    let slot = Tensor::from_slice(&[t]).to_device(dev);
+    let mut cache = model.new_cache(b, cap).unwrap();
+    let _ = model
+        .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
+        .unwrap();
+    let input = StepInput {
+        ids: &next,
+        positions: &pos,
+        real: &real,
+        slot: &slot,
+        view: cap,
+        steering: &[],
+    };
+    let logits = model.forward_step(&input, &cache).unwrap();
+    (logits, cache.keys_of(0).narrow(2, t, 1).to_kind(Kind::Float))
+}
+
 #[test]
 fn qk_prep_kernel_gives_the_step_of_the_ops_and_of_its_host_arithmetic() {
-    use wax_worker::model::{LogitsSelect, StepInput, StepPrep};
+    use wax_worker::model::StepPrep;
     let Some(dev) = gpu() else { return };
     let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else { return };
     let _guard = tch::no_grad_guard();
     let mut report = Vec::new();
     for kind in [Kind::Float, Kind::BFloat16] {
         let mut model = Model::load(std::path::Path::new(&dir), dev, kind).unwrap();
-        let vocab = model.config().vocab_size;
-        let (b, t, cap) = (6i64, 37i64, 64i64);
-        let ids = Tensor::from_slice(
-            &(0..b * t).map(|i| (i * 7919) % (vocab - 1) + 1).collect::<Vec<i64>>(),
-        )
-        .view([b, t])
-        .to_device(dev);
-        let prefill = ForwardInput {
-            input_ids: ids,
-            positions: Tensor::arange(t, (Kind::Int64, dev)).repeat([b, 1]),
-            attention_mask: Tensor::ones([b, t], (Kind::Bool, dev)),
-        };
-        let next = Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([b, 1]).to_device(dev);
-        let pos = (Tensor::ones([b, 1], (Kind::Int64, dev)) * t).to_device(dev);
-        let real = Tensor::zeros([b, cap], (Kind::Bool, dev));
-        let _ = real.narrow(1, 0, t + 1).fill_(1);
-        let slot = Tensor::from_slice(&[t]).to_device(dev);
-        let step = |model: &Model| {
-            let mut cache = model.new_cache(b, cap).unwrap();
-            let _ = model
-                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
-                .unwrap();
-            let input = StepInput {
-                ids: &next,
-                positions: &pos,
-                real: &real,
-                slot: &slot,
-                view: cap,
-                steering: &[],
-            };
-            let logits = model.forward_step(&input, &cache).unwrap();
-            (logits, cache.keys_of(0).narrow(2, t, 1).to_kind(Kind::Float))
-        };
+        let step = |model: &Model| one_step_after_prefill(model, dev);
         let (ops, ops_k) = step(&model);
         model.set_step_prep(StepPrep::Kernel);
         assert_eq!(model.step_prep_in_use(), StepPrep::Kernel, "{kind:?}");
@@ -639,45 +643,14 @@ fn residual_norm_kernel_matches_its_host_arithmetic_bit_for_bit_and_the_ops_clos
 
 #[test]
 fn residual_norm_kernel_gives_the_step_of_the_ops() {
-    use wax_worker::model::{LogitsSelect, StepInput, StepNorm};
+    use wax_worker::model::StepNorm;
     let Some(dev) = gpu() else { return };
     let Ok(dir) = std::env::var("WAX_GPU_TEST_MODEL") else { return };
     let _guard = tch::no_grad_guard();
     let mut report = Vec::new();
     for kind in [Kind::Float, Kind::BFloat16] {
         let mut model = Model::load(std::path::Path::new(&dir), dev, kind).unwrap();
-        let vocab = model.config().vocab_size;
-        let (b, t, cap) = (6i64, 21i64, 64i64);
-        let ids = Tensor::from_slice(
-            &(0..b * t).map(|i| (i * 6007) % (vocab - 1) + 1).collect::<Vec<i64>>(),
-        )
-        .view([b, t])
-        .to_device(dev);
-        let prefill = ForwardInput {
-            input_ids: ids,
-            positions: Tensor::arange(t, (Kind::Int64, dev)).repeat([b, 1]),
-            attention_mask: Tensor::ones([b, t], (Kind::Bool, dev)),
-        };
-        let next = Tensor::from_slice(&[15i64, 16, 17, 18, 19, 20]).view([b, 1]).to_device(dev);
-        let pos = (Tensor::ones([b, 1], (Kind::Int64, dev)) * t).to_device(dev);
-        let real = Tensor::zeros([b, cap], (Kind::Bool, dev));
-        let _ = real.narrow(1, 0, t + 1).fill_(1);
-        let slot = Tensor::from_slice(&[t]).to_device(dev);
-        let step = |model: &Model| {
-            let mut cache = model.new_cache(b, cap).unwrap();
-            let _ = model
-                .forward_select(&prefill, Some(&mut cache), &mut Hooks::new(), LogitsSelect::Last)
-                .unwrap();
-            let input = StepInput {
-                ids: &next,
-                positions: &pos,
-                real: &real,
-                slot: &slot,
-                view: cap,
-                steering: &[],
-            };
-            model.forward_step(&input, &cache).unwrap()
-        };
+        let step = |model: &Model| one_step_after_prefill(model, dev).0;
         let ops = step(&model);
         model.set_step_norm(StepNorm::Kernel);
         assert_eq!(model.step_norm_in_use(), StepNorm::Kernel, "{kind:?}");
