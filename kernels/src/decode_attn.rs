@@ -436,15 +436,7 @@ pub fn validate(shape: AttnShape, args: &AttnArgs) -> Result<(), AttnError> {
         ("part_acc", args.part_acc, 4, split),
         ("part_ml", args.part_ml, 4, split),
     ];
-    for (name, ptr, align, needed) in pointers {
-        if needed && ptr == 0 {
-            return bad(format!("{name} is a null pointer"));
-        }
-        if ptr % align != 0 {
-            return bad(format!("{name} ({ptr:#x}) is not aligned to {align} bytes"));
-        }
-    }
-    Ok(())
+    element::check_pointers(&pointers)
 }
 
 /// The compiled kernels for one shape, loaded into the primary context of one device (the

@@ -77,6 +77,22 @@ pub enum KernelError {
     BadArgument(String),
 }
 
+/// Checks raw device addresses before a launch: `(name, address, alignment in bytes, whether it
+/// may not be null)`. A null address that is not needed passes (the kernel does not read it).
+pub(crate) fn check_pointers(pointers: &[(&str, u64, u64, bool)]) -> Result<(), KernelError> {
+    for &(name, ptr, align, needed) in pointers {
+        if needed && ptr == 0 {
+            return Err(KernelError::BadArgument(format!("{name} is a null pointer")));
+        }
+        if ptr % align != 0 {
+            return Err(KernelError::BadArgument(format!(
+                "{name} ({ptr:#x}) is not aligned to {align} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn driver(call: &'static str) -> impl FnOnce(DriverError) -> KernelError {
     move |source| KernelError::Driver { call, source }
 }

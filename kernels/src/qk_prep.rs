@@ -266,15 +266,7 @@ pub fn validate(shape: PrepShape, args: &PrepArgs) -> Result<(), PrepError> {
         ("keys", args.keys, el, true),
         ("values", args.values, el, true),
     ];
-    for (name, ptr, align, needed) in pointers {
-        if needed && ptr == 0 {
-            return bad(format!("{name} is a null pointer"));
-        }
-        if ptr % align != 0 {
-            return bad(format!("{name} ({ptr:#x}) is not aligned to {align} bytes"));
-        }
-    }
-    Ok(())
+    element::check_pointers(&pointers)
 }
 
 /// The compiled kernel for one shape, loaded on one device.

@@ -197,22 +197,13 @@ pub fn validate(shape: NormShape, args: &NormArgs) -> Result<(), NormError> {
         return bad(format!("eps {} must be finite and ≥ 0", args.eps));
     }
     let el = shape.element_bytes();
-    let pointers = [
-        ("x", args.x, true),
-        ("a", args.a, false),
-        ("weight", args.weight, true),
-        ("sum_out", args.sum_out, args.a != 0),
-        ("normed", args.normed, true),
-    ];
-    for (name, ptr, needed) in pointers {
-        if needed && ptr == 0 {
-            return bad(format!("{name} is a null pointer"));
-        }
-        if ptr % el != 0 {
-            return bad(format!("{name} ({ptr:#x}) is not aligned to {el} bytes"));
-        }
-    }
-    Ok(())
+    element::check_pointers(&[
+        ("x", args.x, el, true),
+        ("a", args.a, el, false),
+        ("weight", args.weight, el, true),
+        ("sum_out", args.sum_out, el, args.a != 0),
+        ("normed", args.normed, el, true),
+    ])
 }
 
 /// The compiled kernel for one shape, loaded on one device.

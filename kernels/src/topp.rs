@@ -575,22 +575,17 @@ pub fn validate_for(args: &TopPArgs, bf16_logits: bool) -> Result<(), TopPError>
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
         return bad(format!("top_p must be in (0, 1], got {}", args.top_p));
     }
-    let pointers = [
-        ("logits", args.logits, if bf16_logits { 2 } else { 4 }),
-        ("seeds", args.seeds, 8),
-        ("step", args.step, 8),
-        ("out_tokens", args.out_tokens, 8),
-        ("out_logprobs", args.out_logprobs, 4),
-    ];
-    for (name, ptr, align) in pointers {
-        if ptr == 0 {
-            return bad(format!("{name} is a null pointer"));
-        }
-        if ptr % align != 0 {
-            return bad(format!("{name} ({ptr:#x}) is not aligned to {align} bytes"));
-        }
-    }
-    Ok(())
+    crate::element::check_pointers(&[
+        ("logits", args.logits, if bf16_logits { 2 } else { 4 }, true),
+        ("seeds", args.seeds, 8, true),
+        ("step", args.step, 8, true),
+        ("out_tokens", args.out_tokens, 8, true),
+        ("out_logprobs", args.out_logprobs, 4, true),
+    ])
+    .map_err(|e| match e {
+        crate::element::KernelError::BadArgument(m) => TopPError::BadArgument(m),
+        other => TopPError::BadArgument(other.to_string()),
+    })
 }
 
 /// The compiled kernel, loaded into the primary context of one device (the context libtorch

@@ -5,6 +5,33 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, OnceLock};
 
+/// Where a decode-step kernel runs: the CUDA kernel on device `.1`, or its arithmetic on the
+/// host (the `Reference` modes, for tests).
+pub enum Run<K: 'static> {
+    Cuda(&'static K, usize),
+    Host,
+}
+
+/// What a step runs when `kernel` or `reference` was chosen (`None`: libtorch's ops). Both round
+/// as float32 or bfloat16 only, so other kinds keep the ops; the CUDA kernel also needs a CUDA
+/// device and a kernel `compiled` for its ordinal (compiling it on first use).
+pub fn run_for<K>(
+    kernel: bool,
+    reference: bool,
+    kind: tch::Kind,
+    device: tch::Device,
+    compiled: impl FnOnce(usize) -> Option<&'static K>,
+) -> Option<Run<K>> {
+    if !matches!(kind, tch::Kind::Float | tch::Kind::BFloat16) {
+        return None;
+    }
+    match device {
+        _ if reference => Some(Run::Host),
+        tch::Device::Cuda(ordinal) if kernel => Some(Run::Cuda(compiled(ordinal)?, ordinal)),
+        _ => None,
+    }
+}
+
 /// The compiled kernels of one kind (`None`: compiling failed).
 pub type Cache<K, T> = OnceLock<Mutex<HashMap<K, Option<&'static T>>>>;
 

@@ -21,7 +21,7 @@ use wax_kernels::decode_attn::{self, AttnArgs, AttnShape, DecodeAttention, HostA
 
 use super::error::ModelError;
 use crate::cuda_graph;
-use crate::kernel_cache::{Cache, compiled_once};
+use crate::kernel_cache::{Cache, Run, compiled_once, run_for};
 
 /// The decode step's attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +57,7 @@ pub(super) struct SlotAttention {
     scale: f64,
 }
 
-enum How {
-    Cuda(&'static DecodeAttention, usize),
-    Host,
-}
+type How = Run<DecodeAttention>;
 
 /// The kernel for `shape` on CUDA device `ordinal`, compiled and loaded on first use (so before
 /// any graph capture: a capture's warm-up run takes this path first).
@@ -75,20 +72,11 @@ fn kernel(ordinal: usize, shape: AttnShape) -> Option<&'static DecodeAttention> 
 
 /// How a step of a model with these head counts attends under `choice` (`None`: SDPA).
 fn how(choice: StepAttention, shape: Option<AttnShape>, kind: Kind, device: Device) -> Option<How> {
-    match (choice, device) {
-        (StepAttention::Sdpa, _) => None,
-        // The kernels and their host algorithm round as float32 or bfloat16 only.
-        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
-        (StepAttention::Reference, _) => Some(How::Host),
-        (StepAttention::Kernel, Device::Cuda(ordinal)) => {
-            let shape = shape?;
-            if shape.check().is_err() {
-                return None;
-            }
-            Some(How::Cuda(kernel(ordinal, shape)?, ordinal))
-        }
-        (StepAttention::Kernel, _) => None,
-    }
+    let (k, r) = (choice == StepAttention::Kernel, choice == StepAttention::Reference);
+    run_for(k, r, kind, device, |ordinal| {
+        let shape = shape.filter(|s| s.check().is_ok())?;
+        kernel(ordinal, shape)
+    })
 }
 
 /// The kernel shape of a model with these head counts and kind.

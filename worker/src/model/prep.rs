@@ -23,7 +23,7 @@ use super::config::{ModelConfig, NormKind};
 use super::error::ModelError;
 use super::layers::Norm;
 use crate::cuda_graph;
-use crate::kernel_cache::{Cache, compiled_once};
+use crate::kernel_cache::{Cache, Run, compiled_once, run_for};
 
 /// The decode step's query/key preparation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +47,7 @@ impl StepPrep {
     }
 }
 
-enum How {
-    Cuda(&'static QkPrep, usize),
-    Host,
-}
+type How = Run<QkPrep>;
 
 /// The kernel for `shape` on CUDA device `ordinal`, compiled and loaded on first use (before any
 /// capture: a capture's warm-up run comes first).
@@ -79,16 +76,8 @@ fn shape_of(c: &ModelConfig, kind: Kind) -> Option<PrepShape> {
 }
 
 fn how(choice: StepPrep, shape: PrepShape, kind: Kind, device: Device) -> Option<How> {
-    match (choice, device) {
-        (StepPrep::Ops, _) => None,
-        // The kernel and its host arithmetic round as float32 or bfloat16 only.
-        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
-        (StepPrep::Reference, _) => Some(How::Host),
-        (StepPrep::Kernel, Device::Cuda(ordinal)) => {
-            Some(How::Cuda(kernel(ordinal, shape)?, ordinal))
-        }
-        (StepPrep::Kernel, _) => None,
-    }
+    let (k, r) = (choice == StepPrep::Kernel, choice == StepPrep::Reference);
+    run_for(k, r, kind, device, |ordinal| kernel(ordinal, shape))
 }
 
 /// What a step of such a model runs under `choice` (`Kernel` only where the kernel applies and

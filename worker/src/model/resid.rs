@@ -36,7 +36,7 @@ use super::layers::Norm;
 use super::prep::SlotPrep;
 use super::rope::Rotation;
 use crate::cuda_graph;
-use crate::kernel_cache::{Cache, compiled_once};
+use crate::kernel_cache::{Cache, Run, compiled_once, run_for};
 
 /// The decode step's residual adds and norms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +61,7 @@ impl StepNorm {
     }
 }
 
-#[derive(Clone, Copy)]
-enum How {
-    Cuda(&'static ResidNorm, usize),
-    Host,
-}
+type How = Run<ResidNorm>;
 
 /// The kernel for `shape` on CUDA device `ordinal`, compiled and loaded on first use (before any
 /// capture: a capture's warm-up run comes first).
@@ -90,16 +86,8 @@ fn shape_of(c: &ModelConfig, kind: Kind) -> Option<NormShape> {
 }
 
 fn how(choice: StepNorm, shape: NormShape, kind: Kind, device: Device) -> Option<How> {
-    match (choice, device) {
-        (StepNorm::Ops, _) => None,
-        // The kernel and its host arithmetic round as float32 or bfloat16 only.
-        _ if !matches!(kind, Kind::Float | Kind::BFloat16) => None,
-        (StepNorm::Reference, _) => Some(How::Host),
-        (StepNorm::Kernel, Device::Cuda(ordinal)) => {
-            Some(How::Cuda(kernel(ordinal, shape)?, ordinal))
-        }
-        (StepNorm::Kernel, _) => None,
-    }
+    let (k, r) = (choice == StepNorm::Kernel, choice == StepNorm::Reference);
+    run_for(k, r, kind, device, |ordinal| kernel(ordinal, shape))
 }
 
 /// What a step of such a model runs under `choice` (`Kernel` only where the kernel applies and
