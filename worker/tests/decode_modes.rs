@@ -152,15 +152,24 @@ fn static_decode_equals_eager_decode_on_every_family() {
     }
 }
 
+/// A fixed pseudo-random vector of `width` values in (−1.7, 1.7) for `key`, computed without
+/// libtorch's global generator (tests run in parallel threads, and a `manual_seed` in one could
+/// land between another's seed and draw, giving two runs of one test different vectors).
+fn steering_vector(width: i64, key: i64) -> tch::Tensor {
+    let values: Vec<f32> = (0..width)
+        .map(|i| {
+            let x = ((i as f64 * 12.9898 + key as f64 * 78.233).sin() * 43_758.545_3).fract();
+            (x * 1.7) as f32
+        })
+        .collect();
+    tch::Tensor::from_slice(&values)
+}
+
 /// Steering entries of every kind the graph-ready step takes: two at one point (summed), a
 /// parallel-residual-sensitive resid_mid, the final norm, and a scope that starts mid-decode.
 fn steering(model: &Model, seed: i64) -> Vec<SteerSpec> {
-    use tch::Tensor;
     let c = model.config();
-    let v = |s: i64| {
-        tch::manual_seed(seed * 10 + s);
-        Tensor::randn([c.hidden_size], (Kind::Float, Device::Cpu))
-    };
+    let v = |s: i64| steering_vector(c.hidden_size, seed * 10 + s);
     let last = c.num_layers as usize - 1;
     vec![
         SteerSpec {
@@ -399,12 +408,8 @@ fn the_qk_prep_kernels_arithmetic_rounds_bfloat16_as_the_ops_do() {
 /// (resid_post, resid_pre, resid_mid), on the addends themselves (attn_out, mlp_out), at the
 /// last layer's resid_post (the final norm's add) and the final norm.
 fn steering_between_adds(model: &Model, seed: i64) -> Vec<SteerSpec> {
-    use tch::Tensor;
     let c = model.config();
-    let v = |s: i64| {
-        tch::manual_seed(seed * 10 + s);
-        Tensor::randn([c.hidden_size], (Kind::Float, Device::Cpu))
-    };
+    let v = |s: i64| steering_vector(c.hidden_size, seed * 10 + s);
     let last = c.num_layers as usize - 1;
     let at = |layer, site, s, alpha, scope| SteerSpec {
         point: HookPoint::layer(layer, site),
