@@ -896,6 +896,10 @@ pub(super) trait Taps {
     fn site(&mut self, point: HookPoint, x: Tensor) -> Tensor;
     /// The steering added at `point` (for a point no tensor carries).
     fn delta(&self, point: HookPoint) -> Option<Tensor>;
+    /// Whether steering adds at `point` (without computing the sum).
+    fn steers(&self, point: HookPoint) -> bool {
+        self.delta(point).is_some()
+    }
     /// Captures `x` at `point`.
     fn record(&mut self, point: HookPoint, x: &Tensor);
     /// Whether any hook is set.

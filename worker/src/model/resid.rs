@@ -139,7 +139,7 @@ impl SlotNorms {
         norm: &Norm,
         taps: &mut impl Taps,
     ) -> Result<(Tensor, Tensor), ModelError> {
-        if sites.iter().any(|p| taps.delta(*p).is_some()) || norm.kind != NormKind::Rms {
+        if sites.iter().any(|p| taps.steers(*p)) || norm.kind != NormKind::Rms {
             let mut s = match pending {
                 Some(p) => base + p,
                 None => base.shallow_clone(),

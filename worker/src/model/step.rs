@@ -84,6 +84,9 @@ impl Taps for StepTaps {
     fn delta(&self, point: HookPoint) -> Option<Tensor> {
         summed_delta(&self.deltas, point)
     }
+    fn steers(&self, point: HookPoint) -> bool {
+        self.deltas.iter().any(|(p, _)| *p == point)
+    }
     fn record(&mut self, _: HookPoint, _: &Tensor) {}
     fn any(&self) -> bool {
         false
@@ -227,9 +230,10 @@ impl Model {
             }
         };
         let logits = x.linear::<Tensor>(&self.lm_head, None);
-        let logits = match taps.delta(HookPoint::Logits) {
-            Some(_) => taps.site(HookPoint::Logits, logits.to_kind(Kind::Float)),
-            None => logits,
+        let logits = if taps.steers(HookPoint::Logits) {
+            taps.site(HookPoint::Logits, logits.to_kind(Kind::Float))
+        } else {
+            logits
         };
         Ok(logits.squeeze_dim(1))
     }
