@@ -106,7 +106,7 @@ pub(super) struct SlotNorms {
     shape: NormShape,
 }
 
-/// What the fused layers need of one decode step besides the stream.
+/// What a decode step's layers need besides the stream.
 pub(super) struct StepLayers<'a> {
     pub(super) rotation: &'a Rotation,
     pub(super) mask: &'a AttnMask,
@@ -114,6 +114,19 @@ pub(super) struct StepLayers<'a> {
     pub(super) slot: &'a Tensor,
     pub(super) view: i64,
     pub(super) prep: Option<&'a SlotPrep>,
+}
+
+impl StepLayers<'_> {
+    /// Layer `l`'s cache write: the new token at the step's slot, attention over its window.
+    pub(super) fn kv(&self, l: usize) -> KvWrite<'_> {
+        KvWrite::Slot {
+            keys: &self.cache.keys[l],
+            values: &self.cache.values[l],
+            slot: self.slot,
+            view: self.view,
+            prep: self.prep,
+        }
+    }
 }
 
 impl SlotNorms {
@@ -276,14 +289,7 @@ impl Model {
             }
             sites.push(point(LayerSite::ResidPre));
             let (x, h) = norms.add_norm(&base, pending.as_ref(), &sites, &layer.ln1, taps)?;
-            let kv = KvWrite::Slot {
-                keys: &step.cache.keys[l],
-                values: &step.cache.values[l],
-                slot: step.slot,
-                view: step.view,
-                prep: step.prep,
-            };
-            let attn = self.attention(layer, &h, step.rotation, step.mask, kv)?;
+            let attn = self.attention(layer, &h, step.rotation, step.mask, step.kv(l))?;
             let attn = taps.site(point(LayerSite::AttnOut), attn);
             let sites = [point(LayerSite::ResidMid)];
             let (mid, h) = norms.add_norm(&x, Some(&attn), &sites, &layer.ln2, taps)?;

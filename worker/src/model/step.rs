@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 
 use super::attend::SlotAttention;
 use super::cache::KvCache;
-use super::decoder::{AttnMask, KvWrite, Model, Taps, additive_mask, group_mask};
+use super::decoder::{AttnMask, Model, Taps, additive_mask, group_mask};
 use super::error::ModelError;
 use super::hooks::{HookPoint, masked_delta, summed_delta};
 use super::prep::SlotPrep;
@@ -203,28 +203,19 @@ impl Model {
             SlotPrep::resolve(self.step_prep, c, self.kind, device, rotation.tables(), input.slot);
 
         let mut x = Tensor::f_embedding(&self.embed, input.ids, -1, false, false)?;
+        let step = StepLayers {
+            rotation: &rotation,
+            mask: &mask,
+            cache,
+            slot: input.slot,
+            view: input.view,
+            prep: prep.as_ref(),
+        };
         let x = match SlotNorms::resolve(self.step_norm, c, self.kind, device) {
-            Some(norms) => {
-                let step = StepLayers {
-                    rotation: &rotation,
-                    mask: &mask,
-                    cache,
-                    slot: input.slot,
-                    view: input.view,
-                    prep: prep.as_ref(),
-                };
-                self.fused_layers(x, &norms, &step, &mut taps)?
-            }
+            Some(norms) => self.fused_layers(x, &norms, &step, &mut taps)?,
             None => {
                 for (l, layer) in self.layers.iter().enumerate() {
-                    let kv = KvWrite::Slot {
-                        keys: &cache.keys[l],
-                        values: &cache.values[l],
-                        slot: input.slot,
-                        view: input.view,
-                        prep: prep.as_ref(),
-                    };
-                    x = self.block(l, layer, x, &rotation, &mask, kv, &mut taps)?;
+                    x = self.block(l, layer, x, &rotation, &mask, step.kv(l), &mut taps)?;
                 }
                 taps.site(HookPoint::FinalNorm, self.final_norm.forward(&x))
             }
