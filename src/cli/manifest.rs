@@ -48,6 +48,10 @@ fn check(file: &PathBuf, list: bool) -> anyhow::Result<()> {
         let m = manifest::parse(&text, ManifestFormat::guess(&source), &source)?;
         let trials = manifest::expand(&m)?;
         let plan = wax_coordinator::plan::plan(&m, &trials, 0)?;
+        // Every stage config read as a worker will (unknown fields, bad values, model
+        // references), located in the manifest.
+        #[cfg(feature = "worker")]
+        super::check::check(&m, &plan, false)?;
         Ok((m, plan))
     };
     let (m, plan) = match run() {

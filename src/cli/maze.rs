@@ -344,22 +344,3 @@ fn synthetic(a: SyntheticArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use wax_proto::catalog;
-    use wax_worker::maze::{EnvConfig, MazeConfig, SyntheticConfig};
-
-    /// The coordinator plans with the catalog's defaults; the worker runs with its own types'.
-    /// They must be the same values (the catalog may not name unknown fields either).
-    #[test]
-    fn catalog_defaults_equal_the_worker_defaults() {
-        let maze: MazeConfig = serde_json::from_value(catalog::maze_defaults()).unwrap();
-        assert_eq!(maze, MazeConfig::default());
-        let env: EnvConfig = serde_json::from_value(catalog::env_defaults()).unwrap();
-        assert_eq!(env, EnvConfig::default());
-        let extract: SyntheticConfig =
-            serde_json::from_value(catalog::defaults("extract")).unwrap();
-        assert_eq!(extract, SyntheticConfig::default());
-    }
-}

@@ -6,6 +6,8 @@ pub mod bench_attention;
 #[cfg(feature = "worker")]
 pub mod bench_model;
 #[cfg(feature = "worker")]
+pub mod check;
+#[cfg(feature = "worker")]
 pub mod doctor;
 #[cfg(feature = "worker")]
 pub mod eval;

@@ -174,6 +174,7 @@ pub fn run(common: &CommonFlags, args: ModelArgs) -> anyhow::Result<()> {
                 );
             }
             let cfg = PretrainConfig {
+                corpus: (a.corpus != "default").then(|| PathBuf::from(&a.corpus)),
                 steps: a.steps,
                 batch: a.batch,
                 seq_len: a.seq_len,
@@ -185,8 +186,7 @@ pub fn run(common: &CommonFlags, args: ModelArgs) -> anyhow::Result<()> {
                 progress: !json,
                 ..PretrainConfig::default()
             };
-            let corpus = (a.corpus != "default").then(|| PathBuf::from(&a.corpus));
-            let r = pretrain_builtin(&a.size, corpus.as_deref(), &cfg, &a.out)
+            let r = pretrain_builtin(&a.size, &cfg, &a.out)
                 .with_context(|| format!("pretraining builtin:{}", a.size))?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;

@@ -23,6 +23,7 @@ pub mod model;
 pub mod pretrain;
 pub mod rl;
 pub mod rng;
+pub mod stages;
 pub mod stats;
 pub mod tokenizer;
 pub mod vectors;

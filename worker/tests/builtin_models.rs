@@ -17,8 +17,11 @@ use wax_worker::builtin::{
     builtin_tokenizer_dir_in, inspect_snapshot, ladder_names, resolve_model_ref, write_snapshot,
 };
 use wax_worker::model::{ForwardInput, Hooks, Model, ModelConfig};
-use wax_worker::pretrain::{PretrainConfig, pretrain};
-use wax_worker::tokenizer::{Corpus, Tokenizer};
+use wax_worker::pretrain::run::StepOutcome;
+use wax_worker::pretrain::{
+    PretrainConfig, PretrainError, PretrainHooks, Pretrainer, pretrain, pretrain_with,
+};
+use wax_worker::tokenizer::Tokenizer;
 
 fn cache() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -171,7 +174,6 @@ fn unknown_sizes_and_bad_references_are_clear_errors() {
 #[test]
 fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
     let init = smallest(0);
-    let corpus = Corpus::locate(None).unwrap_or_else(|e| panic!("{e}"));
     let cfg = PretrainConfig {
         steps: 40,
         batch: 8,
@@ -187,7 +189,7 @@ fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
     };
     let out = tempfile::tempdir().unwrap();
     let report =
-        pretrain(&init, &corpus, &cfg, out.path(), Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+        pretrain(&init, &cfg, out.path(), Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "pretrain: held-out {:.3} -> {:.3}, {:.1} steps/s, {:.0} tokens/s, {} train tokens",
         report.initial_val_loss,
@@ -222,7 +224,6 @@ fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
         let dir = tempfile::tempdir().unwrap();
         let r = pretrain(
             &init,
-            &corpus,
             &PretrainConfig { seed, ..tiny.clone() },
             dir.path(),
             Device::Cpu,
@@ -233,4 +234,65 @@ fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
     let (a, b, c) = (run(1), run(1), run(2));
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+/// Stops a run after `at` steps, saving a resume checkpoint into `dir` first.
+struct StopAt {
+    at: usize,
+    dir: PathBuf,
+}
+
+impl PretrainHooks for StopAt {
+    fn after_step(&mut self, run: &Pretrainer, step: &StepOutcome) -> Result<(), PretrainError> {
+        if step.step == self.at {
+            run.save_resume(&self.dir)?;
+            return Err(PretrainError::Interrupted("test stop".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A run stopped after 3 of 6 steps and resumed from its resume checkpoint in an empty
+/// directory ends with the log and the weights of the run that never stopped, bit for bit.
+#[test]
+fn resumed_pretraining_repeats_the_uninterrupted_run() {
+    let init = smallest(0);
+    let cfg = PretrainConfig {
+        steps: 6,
+        batch: 2,
+        seq_len: 32,
+        warmup: Some(2),
+        save_at: vec![6],
+        eval_every: 2,
+        eval_windows: 2,
+        train_max_bytes: Some(200_000),
+        val_max_bytes: Some(20_000),
+        ..PretrainConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (full, first, second) =
+        (dir.path().join("full"), dir.path().join("first"), dir.path().join("second"));
+    pretrain(&init, &cfg, &full, Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let resume = dir.path().join("resume");
+    let mut stop = StopAt { at: 3, dir: resume.clone() };
+    let e = pretrain_with(&init, &cfg, &first, Device::Cpu, None, &mut stop).unwrap_err();
+    assert!(matches!(e, PretrainError::Interrupted(_)), "{e}");
+    let report = pretrain_with(&init, &cfg, &second, Device::Cpu, Some(&resume), &mut StopAt {
+        at: 0,
+        dir: resume.clone(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.steps, 6);
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(
+        String::from_utf8(read(full.join("log.jsonl"))).unwrap(),
+        String::from_utf8(read(second.join("log.jsonl"))).unwrap()
+    );
+    assert_eq!(read(full.join("step-6/model.safetensors")), read(second.join("step-6/model.safetensors")));
+    // Another configuration refuses the checkpoint.
+    let other = PretrainConfig { lr: 1e-3, ..cfg };
+    let e = Pretrainer::new(&init, &other, &dir.path().join("x"), Device::Cpu, Some(&resume))
+        .err()
+        .expect("a different configuration is refused");
+    assert!(e.to_string().contains("different configuration"), "{e}");
 }

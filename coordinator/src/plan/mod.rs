@@ -8,7 +8,10 @@
 //! hit.
 
 mod canonical;
+mod check;
 mod pipeline;
+
+pub use check::{StageCheck, StageProblem, check_plan};
 
 pub use canonical::{canonical_json, content_hash, deep_merge};
 
@@ -127,32 +130,52 @@ impl<'m> Builder<'m> {
     /// A located error about the trial field `path` (looked up among base, axes, zip and
     /// include locations).
     pub(crate) fn error(&self, trial: &Trial, path: &str, message: String) -> ManifestError {
-        let locs = &self.manifest.locations;
-        let base = format!("base.{path}");
-        let mut candidates = vec![format!("axes.{path}"), base.clone()];
-        for (g, _) in self.manifest.zip.iter().enumerate() {
-            candidates.push(format!("zip[{g}].{path}"));
+        locate(self.manifest, Some(trial.index), path, message)
+    }
+}
+
+/// A located error about the trial field `path` of trial `trial` (looked up among base, axes,
+/// zip and include locations; a field that was never written is located at the nearest
+/// enclosing section that was).
+pub fn locate(manifest: &Manifest, trial: Option<u32>, path: &str, message: String) -> ManifestError {
+    let locs = &manifest.locations;
+    let mut shown = format!("base.{path}");
+    let mut location = None;
+    let mut probe = path.to_string();
+    'outer: loop {
+        let mut candidates = vec![format!("axes.{probe}"), format!("base.{probe}")];
+        for (g, _) in manifest.zip.iter().enumerate() {
+            candidates.push(format!("zip[{g}].{probe}"));
         }
-        for (i, _) in self.manifest.include.iter().enumerate() {
-            candidates.push(format!("include[{i}].{path}"));
+        for (i, _) in manifest.include.iter().enumerate() {
+            candidates.push(format!("include[{i}].{probe}"));
         }
         // A whole section (`base.rl`) also locates errors about its leaves.
-        let found = candidates.iter().find_map(|c| {
-            locs.by_path.get(c).map(|l| (c.clone(), *l)).or_else(|| {
-                locs.by_path
-                    .iter()
-                    .find(|(k, _)| k.starts_with(&format!("{c}.")))
-                    .map(|(_, l)| (c.clone(), *l))
-            })
-        });
-        let (shown, location) = found.map_or((base, None), |(p, l)| (p, Some(l)));
-        ManifestError {
-            source: locs.source.clone(),
-            location,
-            path: shown,
-            message: format!("trial {}: {message}", trial.index),
+        for c in &candidates {
+            let hit = locs.by_path.get(c).copied().or_else(|| {
+                locs.by_path.iter().find(|(k, _)| k.starts_with(&format!("{c}."))).map(|(_, l)| *l)
+            });
+            if let Some(l) = hit {
+                (shown, location) = (c.clone(), Some(l));
+                break 'outer;
+            }
+        }
+        match probe.rfind(['.', '[']) {
+            Some(cut) => probe.truncate(cut),
+            None => break,
         }
     }
+    if location.is_none() {
+        shown = format!("base.{path}");
+    } else if shown.len() < path.len() {
+        // Located at an enclosing section: still name the field itself.
+        shown = format!("{shown} ({path})");
+    }
+    let message = match trial {
+        Some(t) => format!("trial {t}: {message}"),
+        None => message,
+    };
+    ManifestError { source: locs.source.clone(), location, path: shown, message }
 }
 
 /// Plans a manifest's trials.

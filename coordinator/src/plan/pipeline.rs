@@ -76,8 +76,9 @@ pub(super) fn paper_trial(
             format!("checkpoint {checkpoint} is a pretraining step, but the trial has no `pretrain` section"),
         ));
     }
-    let maze = super::deep_merge(&wax_proto::catalog::maze_defaults(), &section(&config, "maze"));
-    let env = super::deep_merge(&wax_proto::catalog::env_defaults(), &section(&config, "env"));
+    // Each stage's config has its kind's shape; `Builder::add` merges the catalog's defaults
+    // under what the trial says.
+    let (maze, env) = (section(&config, "maze"), section(&config, "env"));
 
     let mut roles = BTreeMap::new();
     let model = b.add("model", section(&config, "model"), vec![], 0);
@@ -90,12 +91,11 @@ pub(super) fn paper_trial(
         model
     };
     let rl_config = json!({
-        "rl": super::deep_merge(&wax_proto::catalog::defaults("rl"), &section(&config, "rl")),
+        "rl": section(&config, "rl"),
         "maze": maze, "env": env, "seed": seed, "checkpoint": checkpoint,
     });
     let rl = b.add("rl", rl_config, vec![base.clone()], 2);
-    let extract =
-        super::deep_merge(&wax_proto::catalog::defaults("extract"), &section(&config, "extract"));
+    let extract = section(&config, "extract");
     let trained = b.add(
         "extract",
         json!({ "extract": extract, "maze": maze, "env": env, "model": "trained" }),
@@ -112,10 +112,7 @@ pub(super) fn paper_trial(
     );
     let evaluate = b.add(
         "evaluate",
-        json!({
-            "evaluate": super::deep_merge(&wax_proto::catalog::defaults("evaluate"), &section(&config, "evaluate")),
-            "env": env, "seed": seed,
-        }),
+        json!({ "evaluate": section(&config, "evaluate") }),
         vec![rl.clone(), trained.clone(), naive.clone(), base],
         4,
     );
@@ -146,6 +143,7 @@ pub(super) fn paper_report(b: &mut Builder<'_>, trials: &[TrialPlan]) {
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let rows: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
     let report = b.manifest.base.get("report").cloned().unwrap_or_else(|| json!({}));
+    // The report is one stage per sweep: its settings must not vary between trials.
     let config = json!({ "report": report, "sweep": b.manifest.sweep.name, "trials": rows });
     b.add("report", config, inputs, 5);
 }

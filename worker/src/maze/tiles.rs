@@ -92,6 +92,11 @@ impl TileMapping {
         Ok(TileMapping { path: spec(0), mold: spec(1), gold: spec(2) })
     }
 
+    /// The name of the built-in mapping this one equals, if any.
+    pub fn preset_name(&self) -> Option<&'static str> {
+        PRESETS.iter().map(|(n, _, _)| *n).find(|n| TileMapping::preset(n).ok().as_ref() == Some(self))
+    }
+
     /// Names and descriptions of the built-in mappings.
     pub fn presets() -> impl Iterator<Item = (&'static str, &'static str)> {
         PRESETS.iter().map(|(n, _, d)| (*n, *d))

@@ -165,6 +165,8 @@ pub struct TrainConfig {
     pub env: EnvConfig,
     /// Save a checkpoint after these steps (the recruitment analysis reads them).
     pub checkpoint_at: Vec<usize>,
+    /// Also save one every this many steps (0: none).
+    pub checkpoint_every: usize,
     /// `cpu`, `cuda`, `cuda:N`.
     pub device: String,
     /// `f32` or `bf16`.
@@ -208,6 +210,7 @@ impl Default for TrainConfig {
             maze: MazeConfig::default(),
             env: EnvConfig::default(),
             checkpoint_at: Vec::new(),
+            checkpoint_every: 0,
             device: "cpu".into(),
             dtype: "f32".into(),
             seed: 0,

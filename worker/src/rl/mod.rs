@@ -8,9 +8,11 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod rollout;
+pub mod run;
 pub mod sft;
 pub mod trainer;
 
 pub use config::{Algorithm, TrainConfig};
 pub use metrics::{PairedComparison, StepMetrics};
-pub use trainer::{Evaluation, TrainError, TrainSummary, Trainer, run};
+pub use run::{RunHooks, run, run_with};
+pub use trainer::{Evaluation, Resume, TrainError, TrainSummary, Trainer};

@@ -13,7 +13,7 @@ use super::loss::{
     Aggregation, aggregate, approx_kl, clipped_value_loss, cosine_multiplier, dual_clip_surrogate,
     equalized_entropy, explained_variance, kl, masked_mean, normalize_advantages,
 };
-use super::metrics::{JsonlSink, PairedComparison, StepMetrics, paired_t, read_jsonl};
+use super::metrics::{PairedComparison, StepMetrics};
 use super::optim::AdamW;
 use super::rollout::{RolloutSpec, Trajectory, TurnLayout, play};
 use super::sft::planner_dataset;
@@ -38,6 +38,12 @@ pub enum TrainError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Run(String),
+    /// The loss became NaN or infinite: the configuration cannot train (not retryable).
+    #[error("the loss diverged at step {step} ({loss})")]
+    Diverged { step: usize, loss: f64 },
+    /// Stopped on request between steps (a cancelled stage, a draining worker).
+    #[error("stopped: {0}")]
+    Interrupted(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainError {
@@ -140,7 +146,11 @@ fn parse_device(s: &str) -> Result<Device, TrainError> {
 impl Trainer {
     /// Loads the model (plus LoRA), the tokenizer and template, and prepares `out`. With `resume`,
     /// continues from a checkpoint directory written by an earlier run of the same config.
-    pub fn new(cfg: TrainConfig, out: &Path, resume: Option<&Path>) -> Result<Trainer, TrainError> {
+    pub fn new(
+        cfg: TrainConfig,
+        out: &Path,
+        resume: Option<&Resume>,
+    ) -> Result<Trainer, TrainError> {
         cfg.validate().map_err(|e| TrainError::Config(e.0))?;
         let device = parse_device(&cfg.device)?;
         if let Device::Cuda(i) = device
@@ -153,17 +163,22 @@ impl Trainer {
         let source = crate::builtin::resolve_model_ref(&cfg.model)
             .map_err(|e| TrainError::Config(format!("model: {e}")))?;
         let state = match resume {
-            Some(dir) => Some(read_state(dir)?),
+            Some(r) => Some(read_state(&r.dir)?),
             None => None,
         };
-        if let Some(s) = &state
-            && s.config != cfg
-        {
-            return Err(TrainError::Config(format!(
-                "resume: {} was written by a different configuration",
-                resume.map(|p| p.display().to_string()).unwrap_or_default()
-            )));
+        if let (Some(s), Some(r)) = (&state, resume) {
+            let mut written = s.config.clone();
+            if r.model_relocated {
+                written.model = cfg.model.clone();
+            }
+            if written != cfg {
+                return Err(TrainError::Config(format!(
+                    "resume: {} was written by a different configuration",
+                    r.dir.display()
+                )));
+            }
         }
+        let resume = resume.map(|r| r.dir.as_path());
         let weights_dir = match (resume, cfg.lora.enabled) {
             (Some(dir), false) => dir.join("model"),
             _ => source.clone(),
@@ -594,17 +609,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes `out/step-N`: the merged model (HF snapshot + tokenizer), the LoRA adapter, the
-    /// optimizer moments, the value head and the state (step, config).
+    /// Writes `out/step-N` (a checkpoint with the merged model; see
+    /// [`Trainer::save_checkpoint_to`]).
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
         let dir = self.out.join(format!("step-{}", self.step));
-        let tmp = self.out.join(format!(".step-{}.partial", self.step));
+        self.save_checkpoint_to(&dir, true)?;
+        Ok(dir)
+    }
+
+    /// Writes a checkpoint into `dir` (atomically: built beside it, then renamed): the LoRA
+    /// adapter, the optimizer moments, the value head and the state (step, config), plus the
+    /// merged model as an HF snapshot with the tokenizer when `with_model` (always for full
+    /// fine-tuning, whose weights are the state). A resume needs no merged model under LoRA.
+    pub fn save_checkpoint_to(&self, dir: &Path, with_model: bool) -> Result<(), TrainError> {
+        let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let tmp = parent.join(format!(".{name}.partial"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(tmp.display().to_string()))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(tmp.display().to_string()))?;
-        crate::pretrain::save_checkpoint(&self.model, &self.tokenizer_dir, &tmp.join("model"))
-            .map_err(|e| TrainError::Run(format!("checkpoint: {e}")))?;
+        if with_model || !self.cfg.lora.enabled {
+            crate::pretrain::save_checkpoint(&self.model, &self.tokenizer_dir, &tmp.join("model"))
+                .map_err(|e| TrainError::Run(format!("checkpoint: {e}")))?;
+        }
         if self.cfg.lora.enabled {
             self.model.save_lora_adapter(&tmp.join("adapter"))?;
         }
@@ -626,10 +654,33 @@ impl Trainer {
             serde_json::to_string_pretty(&state).map_err(|e| TrainError::Run(e.to_string()))?;
         std::fs::write(tmp.join("state.json"), text).map_err(io("state.json"))?;
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+            std::fs::remove_dir_all(dir).map_err(io(dir.display().to_string()))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(io(dir.display().to_string()))?;
-        Ok(dir)
+        std::fs::rename(&tmp, dir).map_err(io(dir.display().to_string()))?;
+        Ok(())
+    }
+
+    /// The directory checkpoints go to.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+}
+
+/// Where a run continues from.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// A checkpoint directory (`step-N`) of an earlier run of the same configuration.
+    pub dir: PathBuf,
+    /// The base model sits at another path than when the checkpoint was written (the same
+    /// snapshot, copied to another machine): accept a different `model` path. Only callers that
+    /// know the content is identical (a stage whose input is content-addressed) set this.
+    pub model_relocated: bool,
+}
+
+impl Resume {
+    /// Resume from `dir`, requiring the very same configuration.
+    pub fn from_dir(dir: &Path) -> Resume {
+        Resume { dir: dir.to_path_buf(), model_relocated: false }
     }
 }
 
@@ -734,83 +785,4 @@ impl UpdateAcc {
         m.entropy_mold = class(1);
         m.entropy_gold = class(2);
     }
-}
-
-/// Runs a whole training: evaluation before, the steps with metrics and checkpoints, evaluation
-/// after; `on_step` sees every step's metrics (for a progress bar). Resuming truncates the
-/// metrics file to the checkpoint's step first.
-pub fn run(
-    cfg: TrainConfig,
-    out: &Path,
-    resume: Option<&Path>,
-    mut on_step: impl FnMut(&StepMetrics),
-) -> Result<TrainSummary, TrainError> {
-    let started = Instant::now();
-    let mut trainer = Trainer::new(cfg, out, resume)?;
-    let metrics_path = out.join("metrics.jsonl");
-    if resume.is_some() && metrics_path.exists() {
-        let kept: Vec<StepMetrics> = read_jsonl::<StepMetrics>(&metrics_path)
-            .map_err(TrainError::Run)?
-            .into_iter()
-            .filter(|m| m.step <= trainer.step)
-            .collect();
-        let text: String =
-            kept.iter().filter_map(|m| serde_json::to_string(m).ok()).map(|l| l + "\n").collect();
-        std::fs::write(&metrics_path, text).map_err(io(metrics_path.display().to_string()))?;
-    } else if resume.is_none() && metrics_path.exists() {
-        std::fs::remove_file(&metrics_path).map_err(io(metrics_path.display().to_string()))?;
-    }
-    let config_text = toml::to_string(&trainer.cfg).map_err(|e| TrainError::Run(e.to_string()))?;
-    std::fs::write(out.join("config.toml"), config_text).map_err(io("config.toml"))?;
-    let mut sink =
-        JsonlSink::append(&metrics_path).map_err(io(metrics_path.display().to_string()))?;
-    // The untrained policy's evaluation: measured now, or (when resuming) the one the original
-    // run measured, which every checkpoint carries.
-    let before_path = out.join("eval-before.json");
-    let carried = resume.map(|dir| dir.join("eval-before.json")).filter(|p| p.is_file());
-    let before: Evaluation = match carried {
-        Some(p) => {
-            let text = std::fs::read_to_string(&p).map_err(io(p.display().to_string()))?;
-            serde_json::from_str(&text)
-                .map_err(|e| TrainError::Run(format!("{}: {e}", p.display())))?
-        }
-        None => trainer.evaluate()?,
-    };
-    let before_text =
-        serde_json::to_string_pretty(&before).map_err(|e| TrainError::Run(e.to_string()))?;
-    std::fs::write(&before_path, &before_text).map_err(io(before_path.display().to_string()))?;
-    let mut checkpoints = Vec::new();
-    while trainer.step < trainer.cfg.steps {
-        let m = trainer.train_step()?;
-        if !m.loss.is_finite() {
-            return Err(TrainError::Run(format!(
-                "the loss diverged at step {} ({})",
-                m.step, m.loss
-            )));
-        }
-        sink.write(&m).map_err(io(metrics_path.display().to_string()))?;
-        on_step(&m);
-        if trainer.cfg.checkpoint_at.contains(&trainer.step) {
-            let dir = trainer.save_checkpoint()?;
-            let p = dir.join("eval-before.json");
-            std::fs::write(&p, &before_text).map_err(io(p.display().to_string()))?;
-            checkpoints.push(dir);
-        }
-    }
-    let after = trainer.evaluate()?;
-    let comparison = paired_t(&before.returns, &after.returns);
-    let summary = TrainSummary {
-        algorithm: trainer.cfg.algorithm.name().into(),
-        model: trainer.cfg.model.clone(),
-        steps: trainer.step,
-        before,
-        after,
-        comparison,
-        checkpoints,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    let text =
-        serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Run(e.to_string()))?;
-    std::fs::write(out.join("summary.json"), text).map_err(io("summary.json"))?;
-    Ok(summary)
 }
