@@ -22,13 +22,14 @@ demo: build
 	@echo; echo "== generation statistics over 200 mazes"
 	@$(WAX) maze stats --n 200
 
-# WAX_TEST_POSTGRES=required: the Postgres store tests must run, never skip.
+# WAX_TEST_POSTGRES=required, WAX_TEST_S3=required: the Postgres store tests and the S3 (moto)
+# artifact tests must run, never skip.
 # NVRTC from the torch venv's CUDA wheel on the loader path: the CUDA kernels' sources are
 # compiled (not run) by the tests on machines without a GPU too.
 NVRTC_DIR := $(CURDIR)/.wax/libtorch/../nvidia/cu13/lib
 test: build
 	LD_LIBRARY_PATH=$(NVRTC_DIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
-	  WAX_TEST_POSTGRES=required $(CARGO) test --workspace --no-fail-fast
+	  WAX_TEST_POSTGRES=required WAX_TEST_S3=required $(CARGO) test --workspace --no-fail-fast
 
 lint: bootstrap
 	$(CARGO) fmt --all -- --check

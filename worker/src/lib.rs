@@ -12,6 +12,7 @@
 //! Invariant: the worker knows nothing about SQL or scheduling policy; it meets the coordinator
 //! only through `wax-proto`.
 
+pub mod artifacts;
 pub mod builtin;
 pub mod cuda_graph;
 pub mod device;
