@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use wax_worker::evals::run::{EvalConfig, Suite, run_eval};
+use wax_worker::evals::run::{EvalConfig, EvalInputs, Suite, run_eval};
 use wax_worker::vectors::store::load_toml;
 
 use super::extract::bar;
@@ -45,13 +45,16 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(d) = a.device {
         cfg.device = Some(d);
     }
-    let trained = a.vectors.join("trained");
     let naive = a.vectors.join("naive");
-    let naive = naive.join("extraction.json").is_file().then_some(naive);
+    let inputs = EvalInputs {
+        trained: a.vectors.join("trained"),
+        naive: naive.join("extraction.json").is_file().then_some(naive),
+        ..EvalInputs::default()
+    };
     let out = a.out.clone().unwrap_or_else(|| a.vectors.join("eval"));
     let pb = bar(0, a.quiet);
     let report =
-        run_eval(suite, &trained, naive.as_deref(), &cfg, &out, &mut |what, done, total| {
+        run_eval(&[suite], &inputs, &cfg, &out, &mut |what, done, total| {
             pb.set_prefix("eval");
             pb.set_message(what.to_string());
             pb.set_length(total as u64);

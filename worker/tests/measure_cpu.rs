@@ -18,7 +18,7 @@ use builtin_cache::builtin_1m;
 use fixtures::python;
 use openai_stub::OpenAiStub;
 use wax_worker::evals::judge::JudgeConfig;
-use wax_worker::evals::run::{EvalConfig, Suite, run_eval};
+use wax_worker::evals::run::{EvalConfig, EvalInputs, Suite, run_eval};
 use wax_worker::evals::steering::EvalKind;
 use wax_worker::maze::EnvConfig;
 use wax_worker::rl::{TrainConfig, run};
@@ -117,10 +117,14 @@ fn extraction_and_every_suite_run_on_cpu_and_load_in_python() {
     // Every suite with the offline judge.
     let eval_dir = out.join("eval");
     let cfg = small_eval();
+    let inputs = EvalInputs {
+        trained: out.join("trained"),
+        naive: Some(out.join("naive")),
+        ..EvalInputs::default()
+    };
     let r = run_eval(
-        Suite::All,
-        &out.join("trained"),
-        Some(&out.join("naive")),
+        &[Suite::All],
+        &inputs,
         &cfg,
         &eval_dir,
         &mut |_, _, _| {},
@@ -176,9 +180,8 @@ fn extraction_and_every_suite_run_on_cpu_and_load_in_python() {
     };
     let http_dir = out.join("eval-http");
     run_eval(
-        Suite::Steering,
-        &out.join("trained"),
-        Some(&out.join("naive")),
+        &[Suite::Steering],
+        &inputs,
         &http,
         &http_dir,
         &mut |_, _, _| {},

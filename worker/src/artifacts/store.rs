@@ -208,6 +208,17 @@ impl ArtifactStore {
         local: &FsPath,
         expected: &FileRecord,
     ) -> Result<(), ArtifactError> {
+        self.download(rel, local, Some(expected)).await.map(|_| ())
+    }
+
+    /// Downloads `rel` into `local` (through a temporary sibling, renamed when complete),
+    /// hashing it; with `expected`, a different size or hash is an error and nothing is left.
+    pub async fn download(
+        &self,
+        rel: &str,
+        local: &FsPath,
+        expected: Option<&FileRecord>,
+    ) -> Result<FileRecord, ArtifactError> {
         let io = |p: &FsPath, e: std::io::Error| ArtifactError::Io { path: p.display().to_string(), why: e.to_string() };
         if let Some(parent) = local.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| io(parent, e))?;
@@ -234,7 +245,9 @@ impl ArtifactStore {
             file.flush().await.map_err(|e| io(&tmp, e))?;
             file.sync_all().await.map_err(|e| io(&tmp, e))?;
             let sha = hex::encode(hasher.finalize());
-            if size != expected.size || sha != expected.sha256 {
+            if let Some(expected) = expected
+                && (size != expected.size || sha != expected.sha256)
+            {
                 return Err(ArtifactError::Corrupt {
                     what: format!("{}/{rel}", self.url),
                     why: format!(
@@ -243,7 +256,8 @@ impl ArtifactStore {
                     ),
                 });
             }
-            tokio::fs::rename(&tmp, local).await.map_err(|e| io(local, e))
+            tokio::fs::rename(&tmp, local).await.map_err(|e| io(local, e))?;
+            Ok(FileRecord { path: rel.to_string(), size, sha256: sha })
         }
         .await;
         if result.is_err() {

@@ -51,9 +51,32 @@ impl Suite {
         })
     }
 
-    fn includes(self, s: Suite) -> bool {
-        self == Suite::All || self == s
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Geometry => "geometry",
+            Suite::Lens => "lens",
+            Suite::Emotions => "emotions",
+            Suite::Tracking => "tracking",
+            Suite::Steering => "steering",
+            Suite::All => "all",
+        }
     }
+}
+
+/// Whether `suites` asks for `s`.
+fn includes(suites: &[Suite], s: Suite) -> bool {
+    suites.iter().any(|&x| x == Suite::All || x == s)
+}
+
+/// What an evaluation reads: the extraction folders (`wax extract`'s `trained/` and `naive/`),
+/// and optionally where their models are now, when the snapshots moved since the extraction
+/// (a stage reads its inputs from a local copy of the artifacts).
+#[derive(Debug, Clone, Default)]
+pub struct EvalInputs {
+    pub trained: PathBuf,
+    pub naive: Option<PathBuf>,
+    pub trained_model: Option<PathBuf>,
+    pub naive_model: Option<PathBuf>,
 }
 
 /// Where emotion stories come from.
@@ -246,18 +269,24 @@ fn emotion_corpus(
     })
 }
 
-/// Runs `suite` on the extraction folders `trained` (v) and `naive` (u, optional).
+/// Runs `suites` on the extraction folders of `inputs`: `trained` (v) and `naive` (u, optional).
 pub fn run_eval(
-    suite: Suite,
-    trained: &Path,
-    naive: Option<&Path>,
+    suites: &[Suite],
+    inputs: &EvalInputs,
     cfg: &EvalConfig,
     out: &Path,
     progress: &mut Progress,
 ) -> Result<EvalReport, EvalError> {
     let _guard = tch::no_grad_guard();
-    let v = Extraction::load(trained)?;
-    let u = naive.map(Extraction::load).transpose()?;
+    let naive = inputs.naive.as_deref();
+    let mut v = Extraction::load(&inputs.trained)?;
+    let mut u = naive.map(Extraction::load).transpose()?;
+    if let Some(m) = &inputs.trained_model {
+        v.meta.model_dir = m.display().to_string();
+    }
+    if let (Some(u), Some(m)) = (u.as_mut(), &inputs.naive_model) {
+        u.meta.model_dir = m.display().to_string();
+    }
     if let Some(u) = &u
         && u.meta.hidden != v.meta.hidden
     {
@@ -278,7 +307,7 @@ pub fn run_eval(
         seed: cfg.seed,
     };
 
-    if suite.includes(Suite::Geometry) {
+    if includes(suites, Suite::Geometry) {
         progress("geometry", 0, 1);
         let mut rows = vec![serde_json::to_value(geometry(&ctx.v, unc)).unwrap_or_default()];
         rows[0]["role"] = "trained".into();
@@ -303,7 +332,7 @@ pub fn run_eval(
         progress("geometry", 1, 1);
     }
 
-    if suite.includes(Suite::Lens) {
+    if includes(suites, Suite::Lens) {
         ctx.load("trained")?;
         ctx.load("naive")?;
         let mut rows = Vec::new();
@@ -339,7 +368,7 @@ pub fn run_eval(
         wrote(out.join("lens.jsonl"));
     }
 
-    if suite.includes(Suite::Emotions) {
+    if includes(suites, Suite::Emotions) {
         ctx.load("naive")?;
         ctx.load("trained")?;
         let corpus = emotion_corpus(&cfg.emotions, cfg, progress)?;
@@ -394,7 +423,7 @@ pub fn run_eval(
         }
     }
 
-    if suite.includes(Suite::Tracking) {
+    if includes(suites, Suite::Tracking) {
         ctx.load("trained")?;
         ctx.load("naive")?;
         let trained =
@@ -417,7 +446,7 @@ pub fn run_eval(
         wrote(out.join("tracking.jsonl"));
     }
 
-    if suite.includes(Suite::Steering) {
+    if includes(suites, Suite::Steering) {
         ctx.load("trained")?;
         ctx.load("naive")?;
         let mut judge = judge::build(&cfg.judge)?;

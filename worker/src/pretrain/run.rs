@@ -275,6 +275,11 @@ impl Pretrainer {
         Ok(outcome)
     }
 
+    /// Writes the current weights as a snapshot (HF format, with the tokenizer) into `dir`.
+    pub fn save_snapshot(&self, dir: &Path) -> Result<(), PretrainError> {
+        save_checkpoint(&self.model, &self.tokenizer_dir, dir)
+    }
+
     /// Writes everything a resumed run needs into `dir` (built beside it, then renamed): the
     /// weights as a snapshot (`model/`), the optimizer moments, the step and accumulators, and
     /// the log so far.

@@ -168,8 +168,9 @@ impl Trainer {
         };
         if let (Some(s), Some(r)) = (&state, resume) {
             let mut written = s.config.clone();
-            if r.model_relocated {
+            if r.relocated {
                 written.model = cfg.model.clone();
+                written.device = cfg.device.clone();
             }
             if written != cfg {
                 return Err(TrainError::Config(format!(
@@ -671,16 +672,17 @@ impl Trainer {
 pub struct Resume {
     /// A checkpoint directory (`step-N`) of an earlier run of the same configuration.
     pub dir: PathBuf,
-    /// The base model sits at another path than when the checkpoint was written (the same
-    /// snapshot, copied to another machine): accept a different `model` path. Only callers that
-    /// know the content is identical (a stage whose input is content-addressed) set this.
-    pub model_relocated: bool,
+    /// The run moved to another machine: the base model sits at another path than when the
+    /// checkpoint was written (the same snapshot, copied), and the device may differ. Accept a
+    /// different `model` path and `device`. Only callers that know the content is identical (a
+    /// stage whose input is content-addressed) set this.
+    pub relocated: bool,
 }
 
 impl Resume {
     /// Resume from `dir`, requiring the very same configuration.
     pub fn from_dir(dir: &Path) -> Resume {
-        Resume { dir: dir.to_path_buf(), model_relocated: false }
+        Resume { dir: dir.to_path_buf(), relocated: false }
     }
 }
 

@@ -7,7 +7,138 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::builtin::{BUILTIN_PREFIX, BuiltinRef};
+use serde::{Deserialize, Serialize};
+
+use super::config::ModelStage;
+use super::ctx::{StageCtx, StageError};
+use crate::artifacts::{ArtifactStore, FileRecord};
+use crate::builtin::{BUILTIN_PREFIX, BuiltinRef, inspect_snapshot};
+
+/// The file a model stage writes next to the snapshot: where it came from and what it is.
+pub const MODEL_INFO: &str = "wax-model.json";
+
+/// The content of [`MODEL_INFO`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The reference as the manifest gave it.
+    pub reference: String,
+    /// `enable_thinking` for conversations with this model and its trained descendants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_thinking: Option<bool>,
+    pub family: String,
+    pub parameters: i64,
+    pub layers: i64,
+    pub hidden_size: i64,
+    pub vocab_size: i64,
+    /// The snapshot's files as read.
+    pub files: Vec<FileRecord>,
+}
+
+impl ModelInfo {
+    /// Reads `dir/wax-model.json` (`None` if absent).
+    pub fn read(dir: &Path) -> Result<Option<ModelInfo>, StageError> {
+        let path = dir.join(MODEL_INFO);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StageError::Infrastructure(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Weight formats wax does not read; a snapshot's copy leaves them out.
+const FOREIGN_WEIGHTS: &[&str] = &[".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".onnx", ".ckpt"];
+
+fn wanted(name: &str) -> bool {
+    !name.starts_with('.') && !FOREIGN_WEIGHTS.iter().any(|ext| name.ends_with(ext))
+}
+
+/// Runs a `model` stage: the snapshot's files become the artifact (uploaded straight from
+/// where they are), with [`MODEL_INFO`] beside them.
+pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
+    let reference = check_reference(&m.reference).map_err(StageError::Config)?;
+    let source = match &reference {
+        ModelRef::Builtin(r) => {
+            ctx.log(format!("creating {} (seeded random init; cached on this machine)", m.reference));
+            crate::builtin::builtin_snapshot(*r).map_err(|e| StageError::from_message(e.to_string()))?
+        }
+        ModelRef::HfDir(dir) => {
+            check_snapshot_dir(dir).map_err(StageError::Config)?;
+            dir.clone()
+        }
+        ModelRef::S3 { bucket, prefix } => {
+            download_s3(ctx, bucket, prefix)?;
+            ctx.out.clone()
+        }
+    };
+    let summary = inspect_snapshot(&source)
+        .map_err(|e| StageError::Config(format!("{}: not a usable snapshot: {e}", m.reference)))?;
+    let mut files = Vec::new();
+    let mut names: Vec<(String, PathBuf)> = std::fs::read_dir(&source)
+        .map_err(|e| StageError::Infrastructure(format!("{}: {e}", source.display())))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(n, _)| wanted(n) && n != MODEL_INFO)
+        .collect();
+    names.sort();
+    for (name, path) in &names {
+        let (sha256, size) = crate::artifacts::hash_file(path)
+            .map_err(|e| StageError::Infrastructure(e.to_string()))?;
+        files.push(FileRecord { path: name.clone(), size, sha256 });
+        if source != ctx.out {
+            ctx.add_external(name, path);
+        }
+    }
+    let info = ModelInfo {
+        reference: m.reference.clone(),
+        enable_thinking: m.enable_thinking,
+        family: summary.family.clone(),
+        parameters: summary.parameters,
+        layers: summary.layers,
+        hidden_size: summary.hidden_size,
+        vocab_size: summary.vocab_size,
+        files,
+    };
+    let text = serde_json::to_string_pretty(&info).map_err(|e| StageError::Failed(e.to_string()))?;
+    std::fs::write(ctx.out.join(MODEL_INFO), text + "\n")
+        .map_err(|e| StageError::Infrastructure(format!("{MODEL_INFO}: {e}")))?;
+    ctx.log(format!(
+        "{}: {} with {} parameters, {} layers, width {}",
+        m.reference, summary.family, summary.parameters, summary.layers, summary.hidden_size
+    ));
+    Ok(())
+}
+
+/// Copies the snapshot files under `s3://bucket/prefix/` into the output folder.
+fn download_s3(ctx: &StageCtx, bucket: &str, prefix: &str) -> Result<(), StageError> {
+    let url = format!("s3://{bucket}");
+    let store = ArtifactStore::open(&url, &ctx.s3).map_err(|e| StageError::Config(e.to_string()))?;
+    super::block_on(async {
+        let listed = store.list(prefix).await.map_err(|e| StageError::Infrastructure(e.to_string()))?;
+        let mut n = 0;
+        for (key, _) in listed {
+            let name = key.rsplit('/').next().unwrap_or_default().to_string();
+            let rest = key.strip_prefix(prefix).unwrap_or(&key).trim_start_matches('/');
+            if rest.contains('/') || !wanted(&name) {
+                continue;
+            }
+            store
+                .download(&key, &ctx.out.join(&name), None)
+                .await
+                .map_err(|e| StageError::Infrastructure(e.to_string()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(StageError::Config(format!("s3://{bucket}/{prefix}: no snapshot files there")));
+        }
+        ctx.log(format!("read {n} files from s3://{bucket}/{prefix}"));
+        Ok(())
+    })
+}
 
 /// The prefix of local snapshot references.
 pub const HF_DIR_PREFIX: &str = "hf-dir:";

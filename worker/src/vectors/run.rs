@@ -28,7 +28,7 @@ pub struct ExtractJob {
 }
 
 /// The headline numbers of one model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ModelSummary {
     pub role: String,
     pub model: String,
@@ -68,20 +68,28 @@ impl Role {
     }
 }
 
-fn one(
-    job: &ExtractJob,
-    role: Role,
+/// Extracts the vectors of `reference` into `dir` (`vectors.safetensors`, `layers.jsonl`,
+/// `extraction.json`, `geometry.json`) and returns them with the model's summary.
+#[allow(clippy::too_many_arguments)]
+pub fn extract_to(
     reference: &str,
+    role: Role,
+    config: &ExtractConfig,
+    device: Device,
+    kind: Kind,
+    enable_thinking: Option<bool>,
+    uncertainty: Uncertainty,
+    dir: &Path,
     progress: &mut dyn FnMut(Role, ExtractProgress),
-) -> Result<(Extraction, Geometry, PathBuf), VectorError> {
+) -> Result<(Extraction, ModelSummary), VectorError> {
     let _guard = tch::no_grad_guard();
-    let subject = Subject::load(reference, job.device, job.kind, job.enable_thinking)?;
-    let e = extract(&subject, &job.config, |p| progress(role, p))?;
-    let dir = job.out.join(role.name());
-    e.save(&dir)?;
-    let g = geometry(&e, job.uncertainty);
+    let subject = Subject::load(reference, device, kind, enable_thinking)?;
+    let e = extract(&subject, config, |p| progress(role, p))?;
+    e.save(dir)?;
+    let g = geometry(&e, uncertainty);
     write_json(&dir.join("geometry.json"), &g)?;
-    Ok((e, g, dir))
+    let summary = summarise(role, &e, &g, dir);
+    Ok((e, summary))
 }
 
 fn summarise(role: Role, e: &Extraction, g: &Geometry, dir: &Path) -> ModelSummary {
@@ -103,6 +111,26 @@ fn summarise(role: Role, e: &Extraction, g: &Geometry, dir: &Path) -> ModelSumma
     }
 }
 
+fn one(
+    job: &ExtractJob,
+    role: Role,
+    reference: &str,
+    progress: &mut dyn FnMut(Role, ExtractProgress),
+) -> Result<(Extraction, ModelSummary), VectorError> {
+    let dir = job.out.join(role.name());
+    extract_to(
+        reference,
+        role,
+        &job.config,
+        job.device,
+        job.kind,
+        job.enable_thinking,
+        job.uncertainty,
+        &dir,
+        progress,
+    )
+}
+
 /// Runs the job; the naive model defaults to the trained checkpoint's base model when the
 /// caller passes `naive = Some("auto")`.
 pub fn run_extract(
@@ -110,8 +138,8 @@ pub fn run_extract(
     mut progress: impl FnMut(Role, ExtractProgress),
 ) -> Result<ExtractReport, VectorError> {
     let mut models = Vec::new();
-    let (e, g, dir) = one(job, Role::Trained, &job.model, &mut progress)?;
-    models.push(summarise(Role::Trained, &e, &g, &dir));
+    let (e, summary) = one(job, Role::Trained, &job.model, &mut progress)?;
+    models.push(summary);
     let naive = match job.naive.as_deref() {
         Some("auto") => Some(e.meta.base_model.clone().ok_or_else(|| {
             VectorError::Input(format!(
@@ -124,8 +152,8 @@ pub fn run_extract(
     };
     drop(e);
     if let Some(n) = naive {
-        let (e, g, dir) = one(job, Role::Naive, &n, &mut progress)?;
-        models.push(summarise(Role::Naive, &e, &g, &dir));
+        let (_, summary) = one(job, Role::Naive, &n, &mut progress)?;
+        models.push(summary);
     }
     let report = ExtractReport { models, out: job.out.display().to_string() };
     write_json(&job.out.join("summary.json"), &report)?;
