@@ -35,6 +35,18 @@ enum Command {
     Cancel(cli::sweeps::SweepArg),
     /// Requeue a sweep's failed stages.
     Retry(cli::sweeps::RetryArgs),
+    /// Download a sweep's committed artifacts, laid out by trial and stage (verified, resumable).
+    #[cfg(feature = "worker")]
+    Pull(cli::pull::PullArgs),
+    /// Print one stage's log from the artifact store.
+    #[cfg(feature = "worker")]
+    Logs(cli::pull::LogsArgs),
+    /// Run a sweep on this machine: embedded coordinator, local workers, artifacts on disk.
+    #[cfg(feature = "worker")]
+    Run(cli::run::RunArgs),
+    /// Lease and run stages for a coordinator (drains on SIGTERM / Ctrl-C).
+    #[cfg(feature = "worker")]
+    Worker(cli::worker::WorkerArgs),
     /// Check a manifest locally, or print the manifest JSON Schema.
     Manifest(cli::manifest::ManifestArgs),
     /// Create a bearer token for the coordinator.
@@ -76,6 +88,17 @@ fn main() -> ExitCode {
         Command::Watch(a) => async_main(|| async move { cli::sweeps::watch(&common, a).await }),
         Command::Cancel(a) => async_main(|| async move { cli::sweeps::cancel(&common, a).await }),
         Command::Retry(a) => async_main(|| async move { cli::sweeps::retry(&common, a).await }),
+        #[cfg(feature = "worker")]
+        Command::Pull(a) => async_main(|| async move { cli::pull::pull(&common, a).await }),
+        #[cfg(feature = "worker")]
+        Command::Logs(a) => async_main(|| async move { cli::pull::logs(&common, a).await }),
+        #[cfg(feature = "worker")]
+        Command::Run(a) => async_main(|| async move { cli::run::run(&common, a).await }),
+        #[cfg(feature = "worker")]
+        Command::Worker(a) => async_main(|| async move {
+            cli::init_tracing();
+            cli::worker::run(&common, a).await
+        }),
         Command::Manifest(a) => cli::manifest::run(a),
         Command::Token(a) => cli::token::run(a),
         Command::Bench(a) => async_main(|| async move { cli::bench::run(a).await }),

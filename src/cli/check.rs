@@ -69,7 +69,8 @@ mod tests {
     #[test]
     fn catalog_defaults_are_the_workers_defaults() {
         for (kind, version) in KINDS {
-            let spec = wax_proto::catalog::find(kind).unwrap_or_else(|| panic!("{kind} not in the catalog"));
+            let spec = wax_proto::catalog::find(kind)
+                .unwrap_or_else(|| panic!("{kind} not in the catalog"));
             assert_eq!(spec.schema_version, *version, "{kind}");
             let catalog = wax_proto::catalog::defaults(kind);
             let worker = default_json(kind).unwrap();
@@ -82,7 +83,11 @@ mod tests {
             assert_eq!(a, b, "{kind}");
         }
         for k in wax_proto::catalog::STAGE_KINDS {
-            assert!(KINDS.iter().any(|(w, _)| *w == k.kind), "the worker does not run `{}`", k.kind);
+            assert!(
+                KINDS.iter().any(|(w, _)| *w == k.kind),
+                "the worker does not run `{}`",
+                k.kind
+            );
         }
     }
 
@@ -90,7 +95,10 @@ mod tests {
     fn the_comparison_finds_differences() {
         let a = serde_json::json!({"rl": {"lr": 1e-3, "steps": 3}});
         let b = serde_json::json!({"rl": {"lr": 1e-3, "steps": 4}});
-        assert_eq!(first_difference("", &a, &b).unwrap(), "rl.steps: catalog says 3, worker says 4");
+        assert_eq!(
+            first_difference("", &a, &b).unwrap(),
+            "rl.steps: catalog says 3, worker says 4"
+        );
         let c = serde_json::json!({"rl": {"learning_rate": 1e-3, "steps": 3}});
         assert!(first_difference("", &c, &a).unwrap().contains("rl.learning_rate"));
     }

@@ -53,14 +53,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let out = a.out.clone().unwrap_or_else(|| a.vectors.join("eval"));
     let pb = bar(0, a.quiet);
-    let report =
-        run_eval(&[suite], &inputs, &cfg, &out, &mut |what, done, total| {
-            pb.set_prefix("eval");
-            pb.set_message(what.to_string());
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        })
-        .with_context(|| format!("wax eval {} on {}", a.suite, a.vectors.display()))?;
+    let report = run_eval(&[suite], &inputs, &cfg, &out, &mut |what, done, total| {
+        pb.set_prefix("eval");
+        pb.set_message(what.to_string());
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    })
+    .with_context(|| format!("wax eval {} on {}", a.suite, a.vectors.display()))?;
     pb.finish_and_clear();
     let mut o = std::io::stdout().lock();
     for f in &report.files {

@@ -19,13 +19,24 @@ pub mod maze;
 #[cfg(feature = "worker")]
 pub mod model;
 #[cfg(feature = "worker")]
+pub mod progress;
+#[cfg(feature = "worker")]
+pub mod pull;
+#[cfg(feature = "worker")]
+pub mod results;
+#[cfg(feature = "worker")]
+pub mod run;
+#[cfg(feature = "worker")]
 pub mod sampling_args;
 pub mod serve;
 pub mod settings;
+pub mod sweep_view;
 pub mod sweeps;
 pub mod token;
 #[cfg(feature = "worker")]
 pub mod train;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 /// Logs to standard error; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

@@ -10,6 +10,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use wax_coordinator::server::ServerConfig;
+#[cfg(feature = "worker")]
+use wax_worker::artifacts::S3Settings;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -32,7 +34,91 @@ pub struct Settings {
     /// PEM of the CA that signed the coordinator's certificate (for https).
     pub ca_cert: Option<PathBuf>,
     pub output: Output,
+    /// Where artifacts live: `file:///dir` (or a path), `s3://bucket/prefix`. Workers write
+    /// there; `wax pull` and `wax logs` read from there.
+    #[cfg(feature = "worker")]
+    pub artifact_store: String,
+    /// S3 endpoint, region and credentials (else the standard `AWS_*` variables).
+    #[cfg(feature = "worker")]
+    pub s3: S3Settings,
+    #[cfg(feature = "worker")]
+    pub worker: WorkerSettings,
     pub serve: ServerConfig,
+}
+
+/// Fills what the settings leave unset from the standard AWS variables (`AWS_ENDPOINT_URL`,
+/// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, …), which come last: the settings file, `WAX_S3__*` and
+/// flags win.
+#[cfg(feature = "worker")]
+pub fn aws_defaults(s3: &mut S3Settings, var: impl Fn(&str) -> Option<String>) {
+    let first = |names: &[&str]| names.iter().find_map(|n| var(n).filter(|v| !v.is_empty()));
+    if s3.endpoint.is_none() {
+        s3.endpoint = first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
+    }
+    if s3.region.is_none() {
+        s3.region = first(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
+    }
+    if s3.access_key_id.is_none() && s3.secret_access_key.is_none() {
+        s3.access_key_id = first(&["AWS_ACCESS_KEY_ID"]);
+        s3.secret_access_key = first(&["AWS_SECRET_ACCESS_KEY"]);
+        if s3.session_token.is_none() {
+            s3.session_token = first(&["AWS_SESSION_TOKEN"]);
+        }
+    }
+    if !s3.allow_http {
+        s3.allow_http = first(&["AWS_ALLOW_HTTP"]).is_some_and(|v| v == "true" || v == "1");
+    }
+}
+
+/// `[worker]`: how `wax worker` (and the in-process workers of `wax run`) run.
+#[cfg(feature = "worker")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// A human name (default: the host name).
+    pub name: Option<String>,
+    /// Per-task work folders (default: `<cache>/work`).
+    pub work_dir: Option<PathBuf>,
+    /// The machine's input-artifact cache (default: `<cache>/artifacts`).
+    pub cache_dir: Option<PathBuf>,
+    /// Stages run at once (default: one per core).
+    pub slots: Option<u32>,
+    /// Cores offered (default: all).
+    pub cpus: Option<u32>,
+    /// Memory offered, in GiB (default: all).
+    pub memory_gib: Option<f64>,
+    /// CUDA devices offered: `all` (default), `none`, or ordinals like `0,1`.
+    pub gpus: String,
+    /// Also run the testing kinds (`sleep`, `fail-n-times`).
+    pub testing: bool,
+    /// Seconds between resume checkpoints of long stages (0: none).
+    pub resume_every_s: u64,
+    /// Seconds a lease call waits for work.
+    pub lease_wait_s: u64,
+    /// Seconds running stages get to finish on a drain before they are handed back.
+    pub drain_timeout_s: u64,
+    /// Seconds to keep retrying an unreachable coordinator.
+    pub reconnect_for_s: u64,
+}
+
+#[cfg(feature = "worker")]
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            name: None,
+            work_dir: None,
+            cache_dir: None,
+            slots: None,
+            cpus: None,
+            memory_gib: None,
+            gpus: "all".into(),
+            testing: false,
+            resume_every_s: 600,
+            lease_wait_s: 10,
+            drain_timeout_s: 60,
+            reconnect_for_s: 300,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -43,6 +129,12 @@ impl Default for Settings {
             token_file: None,
             ca_cert: None,
             output: Output::Text,
+            #[cfg(feature = "worker")]
+            artifact_store: "file://.wax/store".into(),
+            #[cfg(feature = "worker")]
+            s3: S3Settings::default(),
+            #[cfg(feature = "worker")]
+            worker: WorkerSettings::default(),
             serve: ServerConfig::default(),
         }
     }
@@ -103,7 +195,10 @@ impl Settings {
         {
             b = b.set_override_option(key, value)?;
         }
-        let settings: Settings = b.build()?.try_deserialize().context("settings")?;
+        #[allow(unused_mut)]
+        let mut settings: Settings = b.build()?.try_deserialize().context("settings")?;
+        #[cfg(feature = "worker")]
+        aws_defaults(&mut settings.s3, |k| std::env::var(k).ok());
         Ok(settings)
     }
 

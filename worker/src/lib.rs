@@ -24,6 +24,7 @@ pub mod model;
 pub mod pretrain;
 pub mod rl;
 pub mod rng;
+pub mod runtime;
 pub mod stages;
 pub mod stats;
 pub mod tokenizer;

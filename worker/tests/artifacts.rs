@@ -7,7 +7,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use wax_worker::artifacts::testing::TestS3;
-use wax_worker::artifacts::{ArtifactError, ArtifactStore, Cache, FileRecord, PART_SIZE, S3Settings};
+use wax_worker::artifacts::{
+    ArtifactError, ArtifactStore, Cache, FileRecord, PART_SIZE, S3Settings,
+};
 
 fn python() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.wax/python")
@@ -71,14 +73,20 @@ async fn exercise(store: ArtifactStore, scratch: &Path) {
     assert!(matches!(e, ArtifactError::NotFound { .. }), "{e}");
 
     // Conditional create: exactly one of many concurrent creators wins.
-    let wins: Vec<bool> = futures::future::join_all((0..16).map(|i| {
-        let s = store.clone();
-        async move { s.create_bytes("cas/abc/_COMMITTED", format!("{i}").into_bytes()).await.unwrap() }
-    }))
-    .await;
+    let wins: Vec<bool> =
+        futures::future::join_all((0..16).map(|i| {
+            let s = store.clone();
+            async move {
+                s.create_bytes("cas/abc/_COMMITTED", format!("{i}").into_bytes()).await.unwrap()
+            }
+        }))
+        .await;
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     let winner = wins.iter().position(|w| *w).unwrap();
-    assert_eq!(store.get_bytes("cas/abc/_COMMITTED").await.unwrap().unwrap(), format!("{winner}").into_bytes());
+    assert_eq!(
+        store.get_bytes("cas/abc/_COMMITTED").await.unwrap().unwrap(),
+        format!("{winner}").into_bytes()
+    );
     assert_eq!(store.get_bytes("cas/abc/none").await.unwrap(), None);
 
     // The machine cache fetches once and hands out read-only files.

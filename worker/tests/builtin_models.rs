@@ -188,8 +188,7 @@ fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
         ..PretrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let report =
-        pretrain(&init, &cfg, out.path(), Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let report = pretrain(&init, &cfg, out.path(), Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "pretrain: held-out {:.3} -> {:.3}, {:.1} steps/s, {:.0} tokens/s, {} train tokens",
         report.initial_val_loss,
@@ -222,13 +221,8 @@ fn short_pretrain_lowers_held_out_loss_and_checkpoints_reload() {
     };
     let run = |seed: u64| {
         let dir = tempfile::tempdir().unwrap();
-        let r = pretrain(
-            &init,
-            &PretrainConfig { seed, ..tiny.clone() },
-            dir.path(),
-            Device::Cpu,
-        )
-        .unwrap();
+        let r = pretrain(&init, &PretrainConfig { seed, ..tiny.clone() }, dir.path(), Device::Cpu)
+            .unwrap();
         r.evals.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>()
     };
     let (a, b, c) = (run(1), run(1), run(2));
@@ -277,10 +271,14 @@ fn resumed_pretraining_repeats_the_uninterrupted_run() {
     let mut stop = StopAt { at: 3, dir: resume.clone() };
     let e = pretrain_with(&init, &cfg, &first, Device::Cpu, None, &mut stop).unwrap_err();
     assert!(matches!(e, PretrainError::Interrupted(_)), "{e}");
-    let report = pretrain_with(&init, &cfg, &second, Device::Cpu, Some(&resume), &mut StopAt {
-        at: 0,
-        dir: resume.clone(),
-    })
+    let report = pretrain_with(
+        &init,
+        &cfg,
+        &second,
+        Device::Cpu,
+        Some(&resume),
+        &mut StopAt { at: 0, dir: resume.clone() },
+    )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.steps, 6);
     let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -288,7 +286,10 @@ fn resumed_pretraining_repeats_the_uninterrupted_run() {
         String::from_utf8(read(full.join("log.jsonl"))).unwrap(),
         String::from_utf8(read(second.join("log.jsonl"))).unwrap()
     );
-    assert_eq!(read(full.join("step-6/model.safetensors")), read(second.join("step-6/model.safetensors")));
+    assert_eq!(
+        read(full.join("step-6/model.safetensors")),
+        read(second.join("step-6/model.safetensors"))
+    );
     // Another configuration refuses the checkpoint.
     let other = PretrainConfig { lr: 1e-3, ..cfg };
     let e = Pretrainer::new(&init, &other, &dir.path().join("x"), Device::Cpu, Some(&resume))

@@ -122,14 +122,7 @@ fn extraction_and_every_suite_run_on_cpu_and_load_in_python() {
         naive: Some(out.join("naive")),
         ..EvalInputs::default()
     };
-    let r = run_eval(
-        &[Suite::All],
-        &inputs,
-        &cfg,
-        &eval_dir,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let r = run_eval(&[Suite::All], &inputs, &cfg, &eval_dir, &mut |_, _, _| {}).unwrap();
     assert!(r.files.len() >= 10, "{:?}", r.files);
     let samples = read_jsonl(&eval_dir.join("steering/samples.jsonl"));
     // 4 conditions × 2 concepts × 3 α × (sentiment 4×2 + backtracking 2 + refusal 3 + confidence 4+3).
@@ -179,14 +172,7 @@ fn extraction_and_every_suite_run_on_cpu_and_load_in_python() {
         retries: 1,
     };
     let http_dir = out.join("eval-http");
-    run_eval(
-        &[Suite::Steering],
-        &inputs,
-        &http,
-        &http_dir,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    run_eval(&[Suite::Steering], &inputs, &http, &http_dir, &mut |_, _, _| {}).unwrap();
     let judged = read_jsonl(&http_dir.join("steering/samples.jsonl"));
     assert_eq!(judged.len(), 4 * 2 * 3 * (8 + 2 + 3));
     let by_server = judged.iter().filter(|s| s["judge_source"] == "judge").count();

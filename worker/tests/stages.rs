@@ -37,7 +37,13 @@ struct Run {
 }
 
 impl Run {
-    fn stage(&self, id: &str, kind: &str, overlay: Value, inputs: &[(&str, &str)]) -> Result<PathBuf, StageError> {
+    fn stage(
+        &self,
+        id: &str,
+        kind: &str,
+        overlay: Value,
+        inputs: &[(&str, &str)],
+    ) -> Result<PathBuf, StageError> {
         let out = self.root.path().join(id);
         let scratch = self.root.path().join(format!("{id}.scratch"));
         std::fs::create_dir_all(&out).unwrap();
@@ -51,7 +57,11 @@ impl Run {
             scratch,
             inputs: inputs
                 .iter()
-                .map(|(i, k)| InputDir { stage_id: i.to_string(), kind: k.to_string(), dir: self.root.path().join(i) })
+                .map(|(i, k)| InputDir {
+                    stage_id: i.to_string(),
+                    kind: k.to_string(),
+                    dir: self.root.path().join(i),
+                })
                 .collect(),
             device: tch::Device::Cpu,
             resume_every: None,
@@ -71,7 +81,10 @@ impl Run {
 }
 
 fn read(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -111,7 +124,12 @@ fn a_trial_runs_stage_by_stage() {
 
     let ex = json!({ "synthetic": { "per_class": 12, "max_len": 3 }, "resamples": 20 });
     let trained = run
-        .stage("ex-t", "extract", json!({ "extract": ex, "env": env, "model": "trained" }), &[("rl", "rl")])
+        .stage(
+            "ex-t",
+            "extract",
+            json!({ "extract": ex, "env": env, "model": "trained" }),
+            &[("rl", "rl")],
+        )
         .unwrap();
     let naive = run
         .stage(
@@ -142,7 +160,13 @@ fn a_trial_runs_stage_by_stage() {
     assert_eq!(trial["rl"]["steps"], 3);
     assert!(trial["extract"]["trained"]["cos_min"].is_number());
     assert!(trial["extract"]["naive"]["cos_min"].is_number());
-    assert!(trial["tracking"].as_array().unwrap().iter().any(|r| r["model"] == "trained" && r["d"].is_number()));
+    assert!(
+        trial["tracking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["model"] == "trained" && r["d"].is_number())
+    );
 
     let report = run
         .stage(
@@ -157,7 +181,9 @@ fn a_trial_runs_stage_by_stage() {
     assert_eq!(std::fs::read_to_string(report.join("trials.jsonl")).unwrap().lines().count(), 1);
 
     // A configuration the worker cannot read is a configuration error, not a crash.
-    let e = run.stage("bad", "rl", json!({ "rl": { "learning_rate": 1 } }), &[("model", "model")]).unwrap_err();
+    let e = run
+        .stage("bad", "rl", json!({ "rl": { "learning_rate": 1 } }), &[("model", "model")])
+        .unwrap_err();
     assert!(matches!(e, StageError::Config(_)) && e.to_string().contains("learning_rate"), "{e}");
 }
 
@@ -166,6 +192,8 @@ fn testing_kinds_fail_then_succeed() {
     let run = Run { root: tempfile::tempdir().unwrap() };
     let out = run.stage("s", "sleep", json!({ "ms": 20, "files": 2 }), &[]).unwrap();
     assert!(out.join("file-1.txt").is_file());
-    let e = run.stage("f", "fail-n-times", json!({ "n": 1, "failure": "infrastructure" }), &[]).unwrap_err();
+    let e = run
+        .stage("f", "fail-n-times", json!({ "n": 1, "failure": "infrastructure" }), &[])
+        .unwrap_err();
     assert!(matches!(e, StageError::Infrastructure(_)), "{e}");
 }

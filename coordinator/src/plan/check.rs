@@ -98,7 +98,18 @@ mod tests {
         let e = check_plan(&m, &plan, &Picky).unwrap_err().to_string();
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 2, "{e}");
-        assert!(lines.iter().any(|l| l.starts_with("s.toml:4:") && l.contains("model.ref") && l.contains("unknown model")), "{e}");
-        assert!(lines.iter().any(|l| l.starts_with("s.toml:6:") && l.contains("axes.rl.lr") && l.contains("trial 1") && l.contains("too large")), "{e}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("s.toml:4:")
+                && l.contains("model.ref")
+                && l.contains("unknown model")),
+            "{e}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("s.toml:6:")
+                && l.contains("axes.rl.lr")
+                && l.contains("trial 1")
+                && l.contains("too large")),
+            "{e}"
+        );
     }
 }

@@ -137,7 +137,12 @@ impl<'m> Builder<'m> {
 /// A located error about the trial field `path` of trial `trial` (looked up among base, axes,
 /// zip and include locations; a field that was never written is located at the nearest
 /// enclosing section that was).
-pub fn locate(manifest: &Manifest, trial: Option<u32>, path: &str, message: String) -> ManifestError {
+pub fn locate(
+    manifest: &Manifest,
+    trial: Option<u32>,
+    path: &str,
+    message: String,
+) -> ManifestError {
     let locs = &manifest.locations;
     let mut shown = format!("base.{path}");
     let mut location = None;

@@ -20,7 +20,8 @@ pub use state::{Counts, LiveEvent, Progress};
 
 use crate::plan::Plan;
 use crate::records::{
-    ArtifactFile, EventRecord, Millis, StageSpec, StageState, SweepRecord, WorkerRecord, now_ms,
+    ArtifactFile, EventRecord, Millis, StageSpec, StageState, StageStatus, SweepRecord,
+    WorkerRecord, now_ms,
 };
 use crate::store::Store;
 use journal::Journal;
@@ -306,6 +307,25 @@ impl Scheduler {
         let mut ids: Vec<u32> = (0..st.sweeps.len() as u32).collect();
         ids.sort_by_key(|&s| std::cmp::Reverse((st.sweeps[s as usize].record.created_ms, s)));
         ids.into_iter().take(limit).map(|s| view(&st, s)).collect()
+    }
+
+    /// Every stage of a sweep (in plan order: inputs first) with its status, and the plan.
+    pub fn sweep_stages(
+        &self,
+        sweep_id: &str,
+    ) -> Result<(serde_json::Value, Vec<(StageSpec, StageStatus)>), SchedError> {
+        let st = self.state.lock().expect("scheduler lock");
+        let s = st.sweep_ix(sweep_id)?;
+        let sw = &st.sweeps[s as usize];
+        let stages = sw
+            .stages
+            .iter()
+            .map(|&ix| {
+                let stage = &st.stages[ix as usize];
+                ((*stage.spec).clone(), stage.status.clone())
+            })
+            .collect();
+        Ok((sw.record.plan.clone(), stages))
     }
 
     /// A stage's spec and state (for tests and inspection).

@@ -47,6 +47,8 @@ pub struct Granted {
 pub enum FailureKind {
     Stage,
     Infrastructure,
+    /// The holder gave the lease back unfinished (draining): requeued at once, not charged.
+    Released,
 }
 
 impl State {
@@ -393,6 +395,14 @@ impl State {
             return None;
         }
         let (count, budget) = match kind {
+            FailureKind::Released => {
+                self.stages[ix as usize].status.not_before_ms = now;
+                self.set_state(ix, StageState::Ready, now, fx);
+                for s in self.stages[ix as usize].sweeps.clone() {
+                    self.event(s, "released", Some(ix), why.to_string(), true, now, fx);
+                }
+                return Some(now);
+            }
             FailureKind::Stage => {
                 status.stage_failures += 1;
                 (status.stage_failures, self.cfg.stage_error_budget)

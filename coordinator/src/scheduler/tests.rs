@@ -228,6 +228,30 @@ async fn retries_back_off_and_respect_separate_budgets() {
     assert_eq!(s.sweep("s").unwrap().state, "failed");
 }
 
+/// A lease given back by a draining worker is requeued at once and charges no budget, however
+/// often it happens; the next attempt gets a fresh epoch.
+#[tokio::test]
+async fn a_released_lease_is_requeued_at_once_without_charge() {
+    let cfg = SchedulerConfig { stage_error_budget: 0, infra_failure_budget: 0, ..fast() };
+    let s = start(Arc::new(MemoryStore::new()), cfg).await;
+    let m = manifest(Pipeline::SingleStage, 0, 0);
+    let plan = sleep_plan("r", 1, &m);
+    s.register(worker("w", ALL, 0, 1)).await.unwrap();
+    s.submit(sweep_record("s", &m, &plan), plan).await.unwrap();
+    for epoch in 1..=4 {
+        let g = s.lease("w", Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(g.epoch, epoch);
+        let at = s
+            .fail("w", &g.spec.id, g.epoch, FailureKind::Released, true, "draining")
+            .await
+            .unwrap();
+        assert!(at.is_some_and(|t| t <= now_ms()), "requeued at once");
+    }
+    let g = s.lease("w", Duration::ZERO).await.unwrap().unwrap();
+    s.complete("w", &g.spec.id, g.epoch, vec![]).await.unwrap();
+    assert_eq!(s.sweep("s").unwrap().state, "succeeded");
+}
+
 #[tokio::test]
 async fn a_failed_stage_fails_its_dependents_and_retry_revives_them() {
     let s = start(Arc::new(MemoryStore::new()), fast()).await;

@@ -1,6 +1,6 @@
 //! `wax.v1.SweepService`.
 
-use super::convert::{counts_to_wire, status_of, sweep_to_wire};
+use super::convert::{counts_to_wire, file_to_wire, status_of, sweep_to_wire};
 use crate::auth::{Role, caller};
 use crate::records::now_ms;
 use crate::scheduler::{LiveEvent, Scheduler};
@@ -167,5 +167,28 @@ impl SweepService for SweepApi {
         caller(&req, Role::Submit)?;
         let requeued = self.sched.retry_failed(&req.get_ref().sweep_id).await.map_err(status_of)?;
         Ok(Response::new(v1::RetryFailedResponse { requeued }))
+    }
+
+    async fn stages(
+        &self,
+        req: Request<v1::StagesRequest>,
+    ) -> Result<Response<v1::StagesResponse>, Status> {
+        caller(&req, Role::Read)?;
+        let (plan, stages) = self.sched.sweep_stages(&req.get_ref().sweep_id).map_err(status_of)?;
+        let stages = stages
+            .into_iter()
+            .map(|(spec, status)| v1::StageInfo {
+                stage_id: spec.id,
+                kind: spec.kind,
+                state: status.state.as_str().to_string(),
+                attempt: status.epoch,
+                committed_attempt: status.committed_attempt.unwrap_or(0),
+                files: status.committed_files.iter().map(file_to_wire).collect(),
+                last_error: status.last_error.unwrap_or_default(),
+                inputs: spec.inputs,
+                config_json: spec.config.to_string(),
+            })
+            .collect();
+        Ok(Response::new(v1::StagesResponse { plan_json: plan.to_string(), stages }))
     }
 }

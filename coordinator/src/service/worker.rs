@@ -151,6 +151,7 @@ impl WorkerService for WorkerApi {
         let r = req.into_inner();
         let kind = match v1::FailureKind::try_from(r.kind) {
             Ok(v1::FailureKind::Infrastructure) => FailureKind::Infrastructure,
+            Ok(v1::FailureKind::Released) => FailureKind::Released,
             _ => FailureKind::Stage,
         };
         let retry_at = self

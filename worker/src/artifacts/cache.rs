@@ -41,17 +41,25 @@ impl Cache {
         }
         store.download_verified(key, &path, record).await?;
         let mut perms = std::fs::metadata(&path)
-            .map_err(|e| ArtifactError::Io { path: path.display().to_string(), why: e.to_string() })?
+            .map_err(|e| ArtifactError::Io {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?
             .permissions();
         perms.set_readonly(true);
-        std::fs::set_permissions(&path, perms)
-            .map_err(|e| ArtifactError::Io { path: path.display().to_string(), why: e.to_string() })?;
+        std::fs::set_permissions(&path, perms).map_err(|e| ArtifactError::Io {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
         Ok((path, true))
     }
 
     /// Places the cached file `cached` at `dest` (a hard link; a copy across file systems).
     pub fn place(cached: &Path, dest: &Path) -> Result<(), ArtifactError> {
-        let io = |e: std::io::Error| ArtifactError::Io { path: dest.display().to_string(), why: e.to_string() };
+        let io = |e: std::io::Error| ArtifactError::Io {
+            path: dest.display().to_string(),
+            why: e.to_string(),
+        };
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }

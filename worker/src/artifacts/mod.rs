@@ -64,7 +64,10 @@ pub enum ArtifactError {
 pub fn hash_file(path: &std::path::Path) -> Result<(String, u64), ArtifactError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let io = |e: std::io::Error| ArtifactError::Io { path: path.display().to_string(), why: e.to_string() };
+    let io = |e: std::io::Error| ArtifactError::Io {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -10,9 +10,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -83,7 +81,8 @@ impl ArtifactStore {
             if bucket.is_empty() {
                 return Err(bad("expected s3://bucket[/prefix]".into()));
             }
-            let mut b = AmazonS3Builder::new().with_bucket_name(bucket).with_allow_http(s3.allow_http);
+            let mut b =
+                AmazonS3Builder::new().with_bucket_name(bucket).with_allow_http(s3.allow_http);
             if let Some(e) = &s3.endpoint {
                 b = b.with_endpoint(e);
             }
@@ -150,16 +149,26 @@ impl ArtifactStore {
             object_store::Error::NotFound { .. } => {
                 ArtifactError::NotFound { what: format!("{what} {}/{rel}", self.url) }
             }
-            other => ArtifactError::Store { what: format!("{what} {}/{rel}", self.url), why: other.to_string() },
+            other => ArtifactError::Store {
+                what: format!("{what} {}/{rel}", self.url),
+                why: other.to_string(),
+            },
         }
     }
 
     /// Uploads the local file `local` to `rel`, hashing it on the way: one PUT up to
     /// [`PART_SIZE`], else a multipart upload with at most a few parts in memory. Returns the
     /// record (relative path as given, size, SHA-256).
-    pub async fn upload_file(&self, local: &FsPath, rel: &str) -> Result<FileRecord, ArtifactError> {
+    pub async fn upload_file(
+        &self,
+        local: &FsPath,
+        rel: &str,
+    ) -> Result<FileRecord, ArtifactError> {
         let key = self.key(rel);
-        let io = |e: std::io::Error| ArtifactError::Io { path: local.display().to_string(), why: e.to_string() };
+        let io = |e: std::io::Error| ArtifactError::Io {
+            path: local.display().to_string(),
+            why: e.to_string(),
+        };
         let mut file = tokio::fs::File::open(local).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
         let mut hasher = Sha256::new();
@@ -172,9 +181,14 @@ impl ArtifactStore {
                 .put(&key, PutPayload::from(Bytes::from(buf)))
                 .await
                 .map_err(|e| self.err("uploading", rel, e))?;
-            return Ok(FileRecord { path: rel.to_string(), size: len, sha256: hex::encode(hasher.finalize()) });
+            return Ok(FileRecord {
+                path: rel.to_string(),
+                size: len,
+                sha256: hex::encode(hasher.finalize()),
+            });
         }
-        let upload = self.inner.put_multipart(&key).await.map_err(|e| self.err("uploading", rel, e))?;
+        let upload =
+            self.inner.put_multipart(&key).await.map_err(|e| self.err("uploading", rel, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
@@ -197,7 +211,11 @@ impl ArtifactStore {
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(|e| self.err("uploading", rel, e))?;
-        Ok(FileRecord { path: rel.to_string(), size: total, sha256: hex::encode(hasher.finalize()) })
+        Ok(FileRecord {
+            path: rel.to_string(),
+            size: total,
+            sha256: hex::encode(hasher.finalize()),
+        })
     }
 
     /// Downloads `rel` into `local` (through a temporary sibling, renamed when complete),
@@ -219,7 +237,10 @@ impl ArtifactStore {
         local: &FsPath,
         expected: Option<&FileRecord>,
     ) -> Result<FileRecord, ArtifactError> {
-        let io = |p: &FsPath, e: std::io::Error| ArtifactError::Io { path: p.display().to_string(), why: e.to_string() };
+        let io = |p: &FsPath, e: std::io::Error| ArtifactError::Io {
+            path: p.display().to_string(),
+            why: e.to_string(),
+        };
         if let Some(parent) = local.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| io(parent, e))?;
         }
@@ -231,7 +252,11 @@ impl ArtifactStore {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let result = async {
-            let got = self.inner.get(&self.key(rel)).await.map_err(|e| self.err("downloading", rel, e))?;
+            let got = self
+                .inner
+                .get(&self.key(rel))
+                .await
+                .map_err(|e| self.err("downloading", rel, e))?;
             let mut stream = got.into_stream();
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
             let mut hasher = Sha256::new();
@@ -278,7 +303,8 @@ impl ArtifactStore {
     /// Creates `rel` with `bytes` unless it exists; `Ok(false)` when it did (nothing written).
     pub async fn create_bytes(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, ArtifactError> {
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.inner.put_opts(&self.key(rel), PutPayload::from(Bytes::from(bytes)), opts).await {
+        match self.inner.put_opts(&self.key(rel), PutPayload::from(Bytes::from(bytes)), opts).await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.err("creating", rel, e)),
@@ -329,6 +355,9 @@ impl ArtifactStore {
 
     /// Copies `from` to `to` inside the store (server-side where the store can).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), ArtifactError> {
-        self.inner.copy(&self.key(from), &self.key(to)).await.map_err(|e| self.err("copying", from, e))
+        self.inner
+            .copy(&self.key(from), &self.key(to))
+            .await
+            .map_err(|e| self.err("copying", from, e))
     }
 }

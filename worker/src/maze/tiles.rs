@@ -94,7 +94,10 @@ impl TileMapping {
 
     /// The name of the built-in mapping this one equals, if any.
     pub fn preset_name(&self) -> Option<&'static str> {
-        PRESETS.iter().map(|(n, _, _)| *n).find(|n| TileMapping::preset(n).ok().as_ref() == Some(self))
+        PRESETS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .find(|n| TileMapping::preset(n).ok().as_ref() == Some(self))
     }
 
     /// Names and descriptions of the built-in mappings.

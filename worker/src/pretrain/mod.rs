@@ -166,4 +166,3 @@ pub fn save_checkpoint(
     })?;
     Ok(())
 }
-

@@ -77,7 +77,11 @@ fn named_parameters(model: &Model) -> Vec<(String, Tensor)> {
     vars
 }
 
-fn write_line<T: Serialize>(file: &mut std::fs::File, path: &Path, v: &T) -> Result<(), PretrainError> {
+fn write_line<T: Serialize>(
+    file: &mut std::fs::File,
+    path: &Path,
+    v: &T,
+) -> Result<(), PretrainError> {
     let line = serde_json::to_string(v).map_err(|e| PretrainError::io(path, e))?;
     writeln!(file, "{line}").map_err(|e| PretrainError::io(path, e))
 }
@@ -99,7 +103,8 @@ impl Pretrainer {
         let state = match resume {
             Some(dir) => {
                 let path = dir.join("state.json");
-                let text = std::fs::read_to_string(&path).map_err(|e| PretrainError::io(&path, e))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| PretrainError::io(&path, e))?;
                 let state: ResumeState =
                     serde_json::from_str(&text).map_err(|e| PretrainError::io(&path, e))?;
                 let mut written = state.config.clone();
@@ -155,7 +160,8 @@ impl Pretrainer {
         let mut opt = AdamW::new(named_parameters(&model), cfg.beta1, cfg.beta2, cfg.weight_decay);
         let mut windows = Windows::new(cfg.seed, train.len(), window, cfg.batch);
         let log_path = out.join("log.jsonl");
-        let mut log = std::fs::File::create(&log_path).map_err(|e| PretrainError::io(&log_path, e))?;
+        let mut log =
+            std::fs::File::create(&log_path).map_err(|e| PretrainError::io(&log_path, e))?;
         let mut me_evals = Vec::new();
         let (mut step, mut since_sum, mut since_n) = (0, 0.0, 0);
         if let (Some(dir), Some(s)) = (resume, &state) {
@@ -167,9 +173,8 @@ impl Pretrainer {
             let text =
                 std::fs::read_to_string(&carried).map_err(|e| PretrainError::io(&carried, e))?;
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let p: EvalPoint = serde_json::from_str(line).map_err(|e| {
-                    PretrainError::io(&carried, format!("line {}: {e}", i + 1))
-                })?;
+                let p: EvalPoint = serde_json::from_str(line)
+                    .map_err(|e| PretrainError::io(&carried, format!("line {}: {e}", i + 1)))?;
                 write_line(&mut log, &log_path, &p)?;
                 me_evals.push(p);
             }
@@ -194,7 +199,8 @@ impl Pretrainer {
         };
         if resume.is_none() {
             let initial = me.held_out()?;
-            let point = EvalPoint { step: 0, train_loss: None, val_loss: initial, lr: cfg.lr_at(0) };
+            let point =
+                EvalPoint { step: 0, train_loss: None, val_loss: initial, lr: cfg.lr_at(0) };
             me.record(point)?;
         }
         Ok(me)

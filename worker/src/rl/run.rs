@@ -84,7 +84,8 @@ pub fn save_checkpoint_with_records(
 /// Keeps the metrics of steps up to `step`: from `out/metrics.jsonl` when it exists (the same
 /// directory resumed), else from the checkpoint's copy.
 fn carry_metrics(out_file: &Path, checkpoint: &Path, step: usize) -> Result<(), TrainError> {
-    let source = if out_file.is_file() { out_file.to_path_buf() } else { checkpoint.join("metrics.jsonl") };
+    let source =
+        if out_file.is_file() { out_file.to_path_buf() } else { checkpoint.join("metrics.jsonl") };
     if !source.is_file() {
         return Ok(());
     }

@@ -62,7 +62,9 @@ fn checkpoint_problem(checkpoint: Checkpoint, input: Option<&PlannedStage>) -> O
     let Some(input) = input.filter(|i| i.kind == "pretrain") else {
         return Some(FieldError::new(
             "checkpoint",
-            format!("checkpoint {step} is a pretraining step, but the trial has no `pretrain` stage"),
+            format!(
+                "checkpoint {step} is a pretraining step, but the trial has no `pretrain` stage"
+            ),
         ));
     };
     let cfg: PretrainConfig = serde_json::from_value(input.config.clone()).ok()?;

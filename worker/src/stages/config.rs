@@ -255,14 +255,21 @@ fn only(map: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), Fi
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => {
             let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-            Err(FieldError::new(path, format!("unknown field `{k}`, expected one of {}", known.join(", "))))
+            Err(FieldError::new(
+                path,
+                format!("unknown field `{k}`, expected one of {}", known.join(", ")),
+            ))
         }
         None => Ok(()),
     }
 }
 
 /// Refuses keys that are set elsewhere, saying where.
-fn refuse(map: &Map<String, Value>, section: &str, rules: &[(&str, &str)]) -> Result<(), FieldError> {
+fn refuse(
+    map: &Map<String, Value>,
+    section: &str,
+    rules: &[(&str, &str)],
+) -> Result<(), FieldError> {
     for (key, why) in rules {
         if map.contains_key(*key) {
             return Err(FieldError::new(format!("{section}.{key}"), *why));
@@ -271,7 +278,8 @@ fn refuse(map: &Map<String, Value>, section: &str, rules: &[(&str, &str)]) -> Re
     Ok(())
 }
 
-const DEVICE: &str = "the device is chosen by the worker that runs the stage (a GPU when it has one)";
+const DEVICE: &str =
+    "the device is chosen by the worker that runs the stage (a GPU when it has one)";
 
 impl StageConfig {
     /// Reads the config of a stage of `kind`.
@@ -287,7 +295,9 @@ impl StageConfig {
             "pretrain" => {
                 let p: PretrainConfig = typed(config.clone(), "")?;
                 p.validate().map_err(|e| match e {
-                    crate::pretrain::PretrainError::Config { field, why } => FieldError::new(field, why),
+                    crate::pretrain::PretrainError::Config { field, why } => {
+                        FieldError::new(field, why)
+                    }
                     other => FieldError::new("", other.to_string()),
                 })?;
                 StageConfig::Pretrain(p)
@@ -318,7 +328,8 @@ fn maze_env(top: &Map<String, Value>) -> Result<(Value, Value), FieldError> {
     maze.validate().map_err(|e| located(&e.to_string(), ""))?;
     let env: EnvConfig = typed(Value::Object(section(top, "env")?), "env")?;
     env.validate().map_err(|e| located(&e.to_string(), ""))?;
-    let to = |v: Result<Value, serde_json::Error>| v.map_err(|e| FieldError::new("", e.to_string()));
+    let to =
+        |v: Result<Value, serde_json::Error>| v.map_err(|e| FieldError::new("", e.to_string()));
     Ok((to(serde_json::to_value(&maze))?, to(serde_json::to_value(&env))?))
 }
 
@@ -329,7 +340,10 @@ fn parse_rl(top: &Map<String, Value>) -> Result<RlStage, FieldError> {
         &rl,
         "rl",
         &[
-            ("model", "the model comes from the trial's `model` (or `pretrain`) stage; set `model.ref`"),
+            (
+                "model",
+                "the model comes from the trial's `model` (or `pretrain`) stage; set `model.ref`",
+            ),
             ("maze", "maze generation is the trial's `maze` section"),
             ("env", "episode rules are the trial's `env` section"),
             ("seed", "the run's seed is the trial's `seed`"),
@@ -364,7 +378,9 @@ fn parse_rl(top: &Map<String, Value>) -> Result<RlStage, FieldError> {
     train.validate().map_err(|e| {
         let f = located(&e.0, "rl");
         match f.path.strip_prefix("rl.") {
-            Some(p) if p.starts_with("maze.") || p.starts_with("env.") => FieldError::new(p, f.message),
+            Some(p) if p.starts_with("maze.") || p.starts_with("env.") => {
+                FieldError::new(p, f.message)
+            }
             _ => f,
         }
     })?;
@@ -387,7 +403,12 @@ fn parse_extract(top: &Map<String, Value>) -> Result<ExtractStage, FieldError> {
     let dtype = match ex.remove("dtype") {
         None => "f32".to_string(),
         Some(Value::String(s)) if s == "f32" || s == "bf16" => s,
-        Some(other) => return Err(FieldError::new("extract.dtype", format!("must be \"f32\" or \"bf16\", got {other}"))),
+        Some(other) => {
+            return Err(FieldError::new(
+                "extract.dtype",
+                format!("must be \"f32\" or \"bf16\", got {other}"),
+            ));
+        }
     };
     let resamples = match ex.remove("resamples") {
         None => 500,
@@ -410,7 +431,10 @@ fn parse_extract(top: &Map<String, Value>) -> Result<ExtractStage, FieldError> {
         None | Some("trained") => Subject::Trained,
         Some("naive") => Subject::Naive,
         Some(other) => {
-            return Err(FieldError::new("model", format!("must be \"trained\" or \"naive\", got {other:?}")));
+            return Err(FieldError::new(
+                "model",
+                format!("must be \"trained\" or \"naive\", got {other:?}"),
+            ));
         }
     };
     let checkpoint = Checkpoint::parse(top.get("checkpoint"), "checkpoint")?;
@@ -440,7 +464,10 @@ fn parse_evaluate(top: &Map<String, Value>) -> Result<EvaluateStage, FieldError>
             out
         }
         Some(other) => {
-            return Err(FieldError::new("evaluate.suites", format!("must be a list of suites, got {other}")));
+            return Err(FieldError::new(
+                "evaluate.suites",
+                format!("must be a list of suites, got {other}"),
+            ));
         }
     };
     let eval: EvalConfig = typed(Value::Object(ev), "evaluate")?;
@@ -471,7 +498,8 @@ pub fn default_json(kind: &str) -> Option<Value> {
             "maze": maze, "env": env, "seed": 0, "checkpoint": "final",
         }),
         "extract" => {
-            let mut ex = drop(serde_json::to_value(ExtractConfig::default()).ok()?, &["maze", "env"]);
+            let mut ex =
+                drop(serde_json::to_value(ExtractConfig::default()).ok()?, &["maze", "env"]);
             ex["dtype"] = json!("f32");
             ex["resamples"] = json!(500);
             json!({ "extract": ex, "maze": maze, "env": env, "model": "trained", "checkpoint": "final" })
@@ -498,4 +526,3 @@ pub fn strip_nulls(value: Value) -> Value {
         other => other,
     }
 }
-

@@ -114,15 +114,29 @@ pub trait Reporter: Send + Sync {
     fn log(&self, line: &str);
     /// `Some(reason)` once the stage must stop.
     fn stop_requested(&self) -> Option<String>;
+    /// Whether the requested stop hands the stage to a later attempt (a draining worker), so
+    /// that a resume checkpoint is worth writing before stopping.
+    fn resumes_later(&self) -> bool {
+        false
+    }
     /// Uploads the checkpoint directory `rel` (relative to the output folder) now, closing it
     /// with a marker so that a later attempt can trust it.
-    fn publish_checkpoint(&self, rel: &str, step: u64, role: CheckpointRole) -> Result<(), StageError>;
+    fn publish_checkpoint(
+        &self,
+        rel: &str,
+        step: u64,
+        role: CheckpointRole,
+    ) -> Result<(), StageError>;
     /// Removes an uploaded checkpoint (a superseded resume checkpoint).
     fn retract_checkpoint(&self, rel: &str) -> Result<(), StageError>;
     /// The newest complete checkpoint of an earlier attempt whose role is in `roles`,
     /// downloaded under `dest`; the earlier attempt's science checkpoints up to its step are
     /// carried into this attempt's outputs.
-    fn resume_point(&self, roles: &[CheckpointRole], dest: &Path) -> Result<Option<ResumePoint>, StageError>;
+    fn resume_point(
+        &self,
+        roles: &[CheckpointRole],
+        dest: &Path,
+    ) -> Result<Option<ResumePoint>, StageError>;
 }
 
 /// A stage run with no runtime: progress and log lines to memory, no store, no resume.
@@ -141,14 +155,27 @@ impl Reporter for LocalReporter {
     fn stop_requested(&self) -> Option<String> {
         self.stop.load(Ordering::Relaxed).then(|| "requested".to_string())
     }
-    fn publish_checkpoint(&self, rel: &str, step: u64, role: CheckpointRole) -> Result<(), StageError> {
-        self.published.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_string(), step, role));
+    fn publish_checkpoint(
+        &self,
+        rel: &str,
+        step: u64,
+        role: CheckpointRole,
+    ) -> Result<(), StageError> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner()).push((
+            rel.to_string(),
+            step,
+            role,
+        ));
         Ok(())
     }
     fn retract_checkpoint(&self, _: &str) -> Result<(), StageError> {
         Ok(())
     }
-    fn resume_point(&self, _: &[CheckpointRole], _: &Path) -> Result<Option<ResumePoint>, StageError> {
+    fn resume_point(
+        &self,
+        _: &[CheckpointRole],
+        _: &Path,
+    ) -> Result<Option<ResumePoint>, StageError> {
         Ok(None)
     }
 }
@@ -193,13 +220,20 @@ impl StageCtx<'_> {
     /// The input at `i`, or a configuration error naming what was expected.
     pub fn input(&self, i: usize, what: &str) -> Result<&InputDir, StageError> {
         self.inputs.get(i).ok_or_else(|| {
-            StageError::Config(format!("the stage needs input {} ({what}); it has {}", i + 1, self.inputs.len()))
+            StageError::Config(format!(
+                "the stage needs input {} ({what}); it has {}",
+                i + 1,
+                self.inputs.len()
+            ))
         })
     }
 
     /// Uploads `local` as `rel` of this attempt instead of copying it into `out`.
     pub fn add_external(&self, rel: &str, local: &Path) {
-        self.external.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_string(), local.to_path_buf()));
+        self.external
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((rel.to_string(), local.to_path_buf()));
     }
 }
 
@@ -219,7 +253,10 @@ mod tests {
             "CUDA error: unspecified launch failure",
             "write: No space left on device (os error 28)",
         ] {
-            assert!(matches!(StageError::from_message(m.into()), StageError::Infrastructure(_)), "{m}");
+            assert!(
+                matches!(StageError::from_message(m.into()), StageError::Infrastructure(_)),
+                "{m}"
+            );
         }
         for m in ["the loss is NaN", "shape mismatch: [2, 3] vs [3, 2]", "unknown field `x`"] {
             assert!(matches!(StageError::from_message(m.into()), StageError::Failed(_)), "{m}");

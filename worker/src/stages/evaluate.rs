@@ -91,10 +91,12 @@ fn trial_summary(rl: &Path, trained: &Path, naive: &Path, out: &Path) -> Result<
     let tracking: Vec<Value> = read_jsonl(&out.join("tracking.jsonl"))?
         .into_iter()
         .filter(|r| r["analysis"] == "maze")
-        .map(|r| json!({
-            "concept": r["concept"], "model": r["model"], "vectors": r["vectors"],
-            "layer": r["layer"], "d": r["d"],
-        }))
+        .map(|r| {
+            json!({
+                "concept": r["concept"], "model": r["model"], "vectors": r["vectors"],
+                "layer": r["layer"], "d": r["d"],
+            })
+        })
         .collect();
     let slopes: Vec<Value> = read_jsonl(&out.join("steering/slopes.jsonl"))?
         .into_iter()

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ExtractStage, Subject};
 use super::ctx::{StageCtx, StageError};
-use super::write_json;
 use super::model::ModelInfo;
 use super::rl::{last_step_dir, start_snapshot};
+use super::write_json;
+use crate::vectors::VectorError;
 use crate::vectors::extract::ExtractProgress;
 use crate::vectors::geometry::Uncertainty;
 use crate::vectors::run::{Role, extract_to};
-use crate::vectors::VectorError;
 
 /// `subject.json`: what was measured, so that later stages find the same model in their own
 /// copy of the input.
@@ -42,7 +42,10 @@ pub fn run(ctx: &StageCtx, st: &ExtractStage) -> Result<(), StageError> {
     let (role, snapshot, thinking) = match st.subject {
         Subject::Trained => {
             if input.kind != "rl" {
-                return Err(StageError::Config(format!("trained vectors read an rl stage, got {}", input.kind)));
+                return Err(StageError::Config(format!(
+                    "trained vectors read an rl stage, got {}",
+                    input.kind
+                )));
             }
             // The trainer's state.json next to the snapshot carries enable_thinking.
             (Role::Trained, last_step_dir(&input.dir)?.join("model"), None)
@@ -53,17 +56,19 @@ pub fn run(ctx: &StageCtx, st: &ExtractStage) -> Result<(), StageError> {
             ModelInfo::read(&input.dir)?.and_then(|i| i.enable_thinking),
         ),
     };
-    let model_path = snapshot
-        .strip_prefix(&input.dir)
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let model_path =
+        snapshot.strip_prefix(&input.dir).map(|p| p.display().to_string()).unwrap_or_default();
     let kind = crate::device::parse_kind(&st.dtype)
         .ok_or_else(|| StageError::Config(format!("extract.dtype `{}`", st.dtype)))?;
     let uncertainty = Uncertainty { resamples: st.resamples, ..Uncertainty::default() };
     ctx.log(format!(
         "{} vectors of {} ({} trajectories per class)",
         role.name(),
-        if model_path.is_empty() { input.kind.clone() } else { format!("{}/{model_path}", input.kind) },
+        if model_path.is_empty() {
+            input.kind.clone()
+        } else {
+            format!("{}/{model_path}", input.kind)
+        },
         st.extract.synthetic.per_class
     ));
     ctx.check_stop()?;
@@ -87,7 +92,8 @@ pub fn run(ctx: &StageCtx, st: &ExtractStage) -> Result<(), StageError> {
     )
     .map_err(classify)?;
     write_json(&ctx.out, "summary.json", &summary)?;
-    let subject = SubjectInfo { role: role.name().into(), input_stage: input.stage_id.clone(), model_path };
+    let subject =
+        SubjectInfo { role: role.name().into(), input_stage: input.stage_id.clone(), model_path };
     write_json(&ctx.out, "subject.json", &subject)?;
     ctx.log(format!(
         "cos(v_Mold, v_Gold): min {:+.3} at layer {}, mean {:+.3}; selected layers Mold {:?}, Gold {:?}",

@@ -24,7 +24,9 @@ pub mod testing;
 
 pub use check::{PlannedStage, check_stage};
 pub use config::{FieldError, StageConfig};
-pub use ctx::{CheckpointRole, InputDir, LocalReporter, Reporter, ResumePoint, StageCtx, StageError};
+pub use ctx::{
+    CheckpointRole, InputDir, LocalReporter, Reporter, ResumePoint, StageCtx, StageError,
+};
 
 use std::path::Path;
 
@@ -35,7 +37,8 @@ pub fn is_testing_kind(kind: &str) -> bool {
 
 /// Runs the stage of `kind` with `config` (the resolved JSON the coordinator planned).
 pub fn run(ctx: &StageCtx, config: &serde_json::Value) -> Result<(), StageError> {
-    let parsed = StageConfig::parse(&ctx.kind, config).map_err(|e| StageError::Config(e.to_string()))?;
+    let parsed =
+        StageConfig::parse(&ctx.kind, config).map_err(|e| StageError::Config(e.to_string()))?;
     match &parsed {
         StageConfig::Model(m) => model::run(ctx, m),
         StageConfig::Pretrain(p) => pretrain::run(ctx, p),
@@ -49,8 +52,13 @@ pub fn run(ctx: &StageCtx, config: &serde_json::Value) -> Result<(), StageError>
 }
 
 /// Writes `value` as pretty JSON to `dir/name`.
-pub(crate) fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StageError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| StageError::Failed(format!("{name}: {e}")))?;
+pub(crate) fn write_json<T: serde::Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<(), StageError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| StageError::Failed(format!("{name}: {e}")))?;
     std::fs::write(dir.join(name), text + "\n")
         .map_err(|e| StageError::Infrastructure(format!("{}: {e}", dir.join(name).display())))
 }

@@ -50,7 +50,8 @@ impl ModelInfo {
 }
 
 /// Weight formats wax does not read; a snapshot's copy leaves them out.
-const FOREIGN_WEIGHTS: &[&str] = &[".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".onnx", ".ckpt"];
+const FOREIGN_WEIGHTS: &[&str] =
+    &[".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".onnx", ".ckpt"];
 
 fn wanted(name: &str) -> bool {
     !name.starts_with('.') && !FOREIGN_WEIGHTS.iter().any(|ext| name.ends_with(ext))
@@ -62,8 +63,12 @@ pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
     let reference = check_reference(&m.reference).map_err(StageError::Config)?;
     let source = match &reference {
         ModelRef::Builtin(r) => {
-            ctx.log(format!("creating {} (seeded random init; cached on this machine)", m.reference));
-            crate::builtin::builtin_snapshot(*r).map_err(|e| StageError::from_message(e.to_string()))?
+            ctx.log(format!(
+                "creating {} (seeded random init; cached on this machine)",
+                m.reference
+            ));
+            crate::builtin::builtin_snapshot(*r)
+                .map_err(|e| StageError::from_message(e.to_string()))?
         }
         ModelRef::HfDir(dir) => {
             check_snapshot_dir(dir).map_err(StageError::Config)?;
@@ -103,7 +108,8 @@ pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
         vocab_size: summary.vocab_size,
         files,
     };
-    let text = serde_json::to_string_pretty(&info).map_err(|e| StageError::Failed(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&info).map_err(|e| StageError::Failed(e.to_string()))?;
     std::fs::write(ctx.out.join(MODEL_INFO), text + "\n")
         .map_err(|e| StageError::Infrastructure(format!("{MODEL_INFO}: {e}")))?;
     ctx.log(format!(
@@ -116,9 +122,11 @@ pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
 /// Copies the snapshot files under `s3://bucket/prefix/` into the output folder.
 fn download_s3(ctx: &StageCtx, bucket: &str, prefix: &str) -> Result<(), StageError> {
     let url = format!("s3://{bucket}");
-    let store = ArtifactStore::open(&url, &ctx.s3).map_err(|e| StageError::Config(e.to_string()))?;
+    let store =
+        ArtifactStore::open(&url, &ctx.s3).map_err(|e| StageError::Config(e.to_string()))?;
     super::block_on(async {
-        let listed = store.list(prefix).await.map_err(|e| StageError::Infrastructure(e.to_string()))?;
+        let listed =
+            store.list(prefix).await.map_err(|e| StageError::Infrastructure(e.to_string()))?;
         let mut n = 0;
         for (key, _) in listed {
             let name = key.rsplit('/').next().unwrap_or_default().to_string();
@@ -133,7 +141,9 @@ fn download_s3(ctx: &StageCtx, bucket: &str, prefix: &str) -> Result<(), StageEr
             n += 1;
         }
         if n == 0 {
-            return Err(StageError::Config(format!("s3://{bucket}/{prefix}: no snapshot files there")));
+            return Err(StageError::Config(format!(
+                "s3://{bucket}/{prefix}: no snapshot files there"
+            )));
         }
         ctx.log(format!("read {n} files from s3://{bucket}/{prefix}"));
         Ok(())

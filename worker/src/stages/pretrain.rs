@@ -48,7 +48,11 @@ impl Hooks<'_, '_> {
             run.save_snapshot(&ctx.out.join(format!("step-{}", o.step))).map_err(classify)?;
         }
         if o.saved.is_some() || last {
-            ctx.reporter.publish_checkpoint(&format!("step-{}", o.step), o.step as u64, CheckpointRole::Science)?;
+            ctx.reporter.publish_checkpoint(
+                &format!("step-{}", o.step),
+                o.step as u64,
+                CheckpointRole::Science,
+            )?;
         }
         if self.resume.due(o.step, self.steps) {
             let (rel, dir) = self.resume.dir_for(o.step);
@@ -72,7 +76,8 @@ impl PretrainHooks for Hooks<'_, '_> {
 /// Runs a `pretrain` stage on input 0 (a model stage's snapshot).
 pub fn run(ctx: &StageCtx, cfg: &PretrainConfig) -> Result<(), StageError> {
     let input = ctx.input(0, "the model to pretrain")?;
-    let resume = ctx.reporter.resume_point(&[CheckpointRole::Resume], &ctx.scratch.join("resume"))?;
+    let resume =
+        ctx.reporter.resume_point(&[CheckpointRole::Resume], &ctx.scratch.join("resume"))?;
     if let Some(r) = &resume {
         ctx.log(format!("resuming from step {} of attempt {}", r.step, r.attempt));
     }
@@ -91,7 +96,8 @@ pub fn run(ctx: &StageCtx, cfg: &PretrainConfig) -> Result<(), StageError> {
     };
     hooks.resume.finish()?;
     copy_model_info(&input.dir, &ctx.out)?;
-    let text = serde_json::to_string_pretty(&report).map_err(|e| StageError::Failed(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&report).map_err(|e| StageError::Failed(e.to_string()))?;
     std::fs::write(ctx.out.join("summary.json"), text)
         .map_err(|e| StageError::Infrastructure(format!("summary.json: {e}")))?;
     ctx.log(format!(

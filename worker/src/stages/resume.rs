@@ -20,9 +20,14 @@ impl<'c, 'a> ResumeSchedule<'c, 'a> {
         ResumeSchedule { ctx, last: Instant::now(), current: None }
     }
 
-    /// Whether a resume checkpoint is due after a step (never after the last one).
+    /// Whether a resume checkpoint is due after a step: every `resume_every`, and when the
+    /// stage is about to stop for a later attempt to continue (never after the last step).
     pub fn due(&self, step: usize, steps: usize) -> bool {
-        step < steps && self.ctx.resume_every.is_some_and(|every| self.last.elapsed() >= every)
+        let r = self.ctx.reporter;
+        let handing_over = r.stop_requested().is_some() && r.resumes_later();
+        step < steps
+            && (handing_over
+                || self.ctx.resume_every.is_some_and(|every| self.last.elapsed() >= every))
     }
 
     /// `resume/step-<step>` in the output folder, for the caller to write into.

@@ -77,7 +77,12 @@ struct Hooks<'c, 'a> {
 }
 
 impl Hooks<'_, '_> {
-    fn step(&mut self, t: &Trainer, m: &StepMetrics, saved: Option<&Path>) -> Result<(), StageError> {
+    fn step(
+        &mut self,
+        t: &Trainer,
+        m: &StepMetrics,
+        saved: Option<&Path>,
+    ) -> Result<(), StageError> {
         let ctx = self.ctx;
         ctx.reporter.progress(
             m.step as f64 / self.steps as f64,
@@ -114,7 +119,12 @@ impl Hooks<'_, '_> {
 }
 
 impl RunHooks for Hooks<'_, '_> {
-    fn after_step(&mut self, t: &Trainer, m: &StepMetrics, saved: Option<&Path>) -> Result<(), TrainError> {
+    fn after_step(
+        &mut self,
+        t: &Trainer,
+        m: &StepMetrics,
+        saved: Option<&Path>,
+    ) -> Result<(), TrainError> {
         self.step(t, m, saved).map_err(|e| {
             let why = e.to_string();
             self.error = Some(e);
