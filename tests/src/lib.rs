@@ -4,6 +4,8 @@
 //! set-ups and fault injection. The binary is built by `make test` (or `cargo build --bin wax`)
 //! before these run; [`wax_bin`] finds it.
 
+pub mod s3;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -142,4 +144,128 @@ pub fn builtin_cache_dir() -> PathBuf {
 pub fn wax_builtin(args: &[&str]) -> Output {
     let cache = builtin_cache_dir().display().to_string();
     wax_env(args, &[("WAX_CACHE_DIR", cache.as_str())])
+}
+
+/// A `wax worker` child process; its standard error goes to a log file.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `wax worker` with `args` and `env` (plus `WAX_CACHE_DIR` set to the tests'
+    /// shared builtin cache unless `env` sets it), logging to `log`.
+    pub fn start(args: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> WorkerProcess {
+        let file = std::fs::File::create(log).expect("worker log file");
+        let mut cmd = Command::new(wax_bin());
+        cmd.arg("worker").args(args).env_remove("LD_LIBRARY_PATH");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WAX_") && k != "WAX_BIN" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("WAX_CACHE_DIR", builtin_cache_dir());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("wax worker starts");
+        WorkerProcess { child, log: log.to_path_buf() }
+    }
+
+    /// SIGKILL: what an OOM kill or a lost machine does.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (at most `timeout`) for the worker to drain and exit.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `wax` with `args` and `env` like [`wax_env`], killing it after `timeout` (a hung
+/// command fails the test instead of hanging it).
+///
+/// # Panics
+/// On timeout, with what the command printed.
+pub fn wax_timeout(args: &[&str], env: &[(&str, &str)], timeout: std::time::Duration) -> Output {
+    let mut cmd = Command::new(wax_bin());
+    cmd.args(args).env_remove("LD_LIBRARY_PATH");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WAX_") && k != "WAX_BIN" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("WAX_CACHE_DIR", builtin_cache_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wax runs");
+    // Read both pipes as the command writes, so that a chatty command never blocks on a full
+    // pipe.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out_reader = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err_reader = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let until = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    match status {
+        Some(status) => Output { status, stdout, stderr },
+        None => panic!(
+            "wax {args:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// The project's Python (`.wax/python`, made by `make bootstrap`).
+pub fn python() -> PathBuf {
+    workspace_root().join(".wax/python")
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use wax_worker::artifacts::testing::TestS3;
+use wax_tests::s3::TestS3;
 use wax_worker::artifacts::{
     ArtifactError, ArtifactStore, Cache, FileRecord, PART_SIZE, S3Settings,
 };
@@ -131,11 +131,19 @@ fn local_disk_store() {
 fn s3_store_on_moto() {
     let Some(s3) = TestS3::start(&python()) else { return };
     s3.create_bucket("wax-artifacts");
+    let settings = S3Settings {
+        endpoint: Some(s3.endpoint().to_string()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(wax_tests::s3::ACCESS_KEY.into()),
+        secret_access_key: Some(wax_tests::s3::SECRET_KEY.into()),
+        session_token: None,
+        allow_http: true,
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open("s3://wax-artifacts/team/runs", &s3.settings()).unwrap();
+    let store = ArtifactStore::open("s3://wax-artifacts/team/runs", &settings).unwrap();
     runtime().block_on(exercise(store.clone(), dir.path()));
     // The prefix is honoured: keys sit under team/runs/ in the bucket.
-    let whole = ArtifactStore::open("s3://wax-artifacts", &s3.settings()).unwrap();
+    let whole = ArtifactStore::open("s3://wax-artifacts", &settings).unwrap();
     let keys = runtime().block_on(whole.list("team/runs/cas")).unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
     let _ = Arc::new(store);

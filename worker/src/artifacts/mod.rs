@@ -13,7 +13,6 @@
 mod cache;
 mod layout;
 mod store;
-pub mod testing;
 
 pub use cache::Cache;
 pub use layout::{

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::S3Settings;
+/// The test credentials (moto does not check them).
+pub const ACCESS_KEY: &str = "wax-test";
+pub const SECRET_KEY: &str = "wax-test-secret";
 
 /// Set to `required` (as `make test` does) to turn a missing moto into a test failure.
 pub const REQUIRE_ENV: &str = "WAX_TEST_S3";
@@ -87,22 +89,28 @@ impl TestS3 {
         &self.endpoint
     }
 
-    /// Settings that reach this server (with test credentials: moto accepts any).
-    pub fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: Some(self.endpoint.clone()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("wax-test".into()),
-            secret_access_key: Some("wax-test-secret".into()),
-            session_token: None,
-            allow_http: true,
-        }
+    /// The settings that reach this server, as `(key, value)` pairs of the `[s3]` settings
+    /// table (test credentials: moto accepts any, wax signs with them anyway).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("endpoint", self.endpoint.clone()),
+            ("region", "us-east-1".into()),
+            ("access_key_id", ACCESS_KEY.into()),
+            ("secret_access_key", SECRET_KEY.into()),
+            ("allow_http", "true".into()),
+        ]
     }
 
-    /// Creates `bucket`.
+    /// Creates `bucket` (a plain `PUT /bucket`, which moto accepts unsigned).
     pub fn create_bucket(&self, bucket: &str) {
-        let url = format!("{}/{bucket}", self.endpoint);
-        ureq::put(&url).send_empty().unwrap_or_else(|e| panic!("creating bucket {url}: {e}"));
+        use std::io::{Read, Write};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("{host}: {e}"));
+        write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {reply}");
     }
 }
 
