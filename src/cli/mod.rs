@@ -30,6 +30,7 @@ pub mod run;
 pub mod sampling_args;
 pub mod serve;
 pub mod settings;
+#[cfg(feature = "worker")]
 pub mod sweep_view;
 pub mod sweeps;
 pub mod token;

@@ -176,7 +176,7 @@ pub async fn follow(
             for b in bars.values() {
                 b.finish_and_clear();
             }
-            top.finish_with_message(format!("{}", sw.state));
+            top.finish_with_message(sw.state.clone());
             view.say(&format!(
                 "sweep {sweep} {}: {} of {} stages succeeded, {} failed",
                 sw.state, c.succeeded, c.total, c.failed

@@ -12,7 +12,8 @@ use wax_tests::{ServeProcess, WorkerProcess, wax, wax_timeout};
 
 struct Cluster {
     dir: tempfile::TempDir,
-    serve: ServeProcess,
+    /// Held for its lifetime: dropping it stops the coordinator.
+    _serve: ServeProcess,
     url: String,
     admin: String,
     worker_token: std::path::PathBuf,
@@ -50,7 +51,7 @@ impl Cluster {
             &[],
         );
         let url = format!("http://{}", serve.addr);
-        Cluster { dir, serve, url, admin, worker_token, settings }
+        Cluster { dir, _serve: serve, url, admin, worker_token, settings }
     }
 
     fn worker(&self, name: &str, extra: &[&str]) -> WorkerProcess {

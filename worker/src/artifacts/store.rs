@@ -50,9 +50,12 @@ impl std::fmt::Debug for ArtifactStore {
     }
 }
 
+/// The process's `memory://` stores by name.
+type MemoryStores = Mutex<Vec<(String, Arc<InMemory>)>>;
+
 /// `memory://NAME` stores live as long as the process; every opener of a name shares one.
 fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
-    static STORES: OnceLock<Mutex<Vec<(String, Arc<InMemory>)>>> = OnceLock::new();
+    static STORES: OnceLock<MemoryStores> = OnceLock::new();
     let mut stores = STORES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, s)) = stores.iter().find(|(n, _)| n == name) {
         return s.clone();
