@@ -19,12 +19,18 @@ fn rejected(body: &str) -> (String, String) {
 fn an_unknown_model_reference_is_located() {
     let (e, file) = rejected("[base]\nmodel = { ref = \"builtin:tiny\" }\n");
     assert!(e.contains(&format!("{file}:4:17: base.model.ref: ")), "{e}");
-    assert!(e.contains("unknown builtin model size `tiny`") && e.contains("1m, 6m, 25m, 100m"), "{e}");
+    assert!(
+        e.contains("unknown builtin model size `tiny`") && e.contains("1m, 6m, 25m, 100m"),
+        "{e}"
+    );
     let (e, file) = rejected("[base]\nmodel = { ref = \"/models/Qwen3-4B\" }\n");
     assert!(e.contains(&format!("{file}:4:17: base.model.ref: ")), "{e}");
     assert!(e.contains("unknown model reference") && e.contains("hf-dir:"), "{e}");
     let (e, file) = rejected("[axes]\nmodel = [\"builtin:1m\", \"builtin:2m\"]\n");
-    assert!(e.contains(&format!("{file}:4:")) && e.contains("axes.model.ref") && e.contains("trial 1"), "{e}");
+    assert!(
+        e.contains(&format!("{file}:4:")) && e.contains("axes.model.ref") && e.contains("trial 1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -44,7 +50,12 @@ fn an_unknown_or_bad_field_is_located() {
     assert!(e.contains("unknown field `learning_rate`") && e.contains("`lr`"), "{e}");
     assert!(!e.contains("`device`"), "refused fields are not offered: {e}");
     let (e, file) = rejected("[base]\nextract = { per_class = 10 }\n");
-    assert!(e.contains(&format!("{file}:4:")) && e.contains("base.extract.per_class") && e.contains("`synthetic`"), "{e}");
+    assert!(
+        e.contains(&format!("{file}:4:"))
+            && e.contains("base.extract.per_class")
+            && e.contains("`synthetic`"),
+        "{e}"
+    );
     let (e, _) = rejected("[base]\nrl = { temperature = 0.0 }\n");
     assert!(e.contains("base.rl.temperature") && e.contains("must be > 0"), "{e}");
     let (e, _) = rejected("[base]\nrl = { device = \"cuda\" }\n");
@@ -77,12 +88,19 @@ fn the_examples_pass_and_submit_checks_before_connecting() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("base.rl.lr") && !e.contains("127.0.0.1:1"), "{e}");
     // `wax run` also requires local snapshots to exist here.
-    std::fs::write(&path, "[sweep]\nname = \"x\"\n[base]\nmodel = { ref = \"hf-dir:/nonexistent/snapshot\" }\n").unwrap();
+    std::fs::write(
+        &path,
+        "[sweep]\nname = \"x\"\n[base]\nmodel = { ref = \"hf-dir:/nonexistent/snapshot\" }\n",
+    )
+    .unwrap();
     let out = wax_timeout(
         &["run", path.to_str().unwrap(), "--state", dir.path().join("s").to_str().unwrap()],
         &[],
         std::time::Duration::from_secs(60),
     );
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("base.model.ref") && e.contains("no such directory"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("base.model.ref") && e.contains("no such directory"),
+        "{e}"
+    );
 }

@@ -47,7 +47,16 @@ impl Cluster {
         .unwrap();
         let db = format!("sqlite:{}", d.join("c.db").display());
         let serve = ServeProcess::start(
-            &["--config", settings.to_str().unwrap(), "--listen", "127.0.0.1:0", "--store", &db, "--tokens", t],
+            &[
+                "--config",
+                settings.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &db,
+                "--tokens",
+                t,
+            ],
             &[],
         );
         let url = format!("http://{}", serve.addr);
@@ -89,14 +98,23 @@ impl Cluster {
     fn sweep(&self, id: &str) -> v1::Sweep {
         self.rt().block_on(async {
             let conn = Connection::connect(&self.url, None, Some(&self.admin)).await.unwrap();
-            conn.sweeps().get(v1::GetSweepRequest { sweep_id: id.into() }).await.unwrap().into_inner()
+            conn.sweeps()
+                .get(v1::GetSweepRequest { sweep_id: id.into() })
+                .await
+                .unwrap()
+                .into_inner()
         })
     }
 
     fn stages(&self, id: &str) -> Vec<v1::StageInfo> {
         self.rt().block_on(async {
             let conn = Connection::connect(&self.url, None, Some(&self.admin)).await.unwrap();
-            conn.sweeps().stages(v1::StagesRequest { sweep_id: id.into() }).await.unwrap().into_inner().stages
+            conn.sweeps()
+                .stages(v1::StagesRequest { sweep_id: id.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .stages
         })
     }
 
@@ -105,7 +123,13 @@ impl Cluster {
     }
 
     /// Waits until `pred` holds for the sweep (panics after `secs`).
-    fn wait(&self, id: &str, secs: u64, what: &str, pred: impl Fn(&v1::Sweep) -> bool) -> v1::Sweep {
+    fn wait(
+        &self,
+        id: &str,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&v1::Sweep) -> bool,
+    ) -> v1::Sweep {
         let until = Instant::now() + Duration::from_secs(secs);
         loop {
             let sw = self.sweep(id);
@@ -127,7 +151,8 @@ impl Cluster {
     }
 }
 
-const LONG_SLEEP: &str = "[sweep]\nname = \"long\"\npipeline = \"single-stage\"\n[base]\nkind = \"sleep\"\nms = 60000\n";
+const LONG_SLEEP: &str =
+    "[sweep]\nname = \"long\"\npipeline = \"single-stage\"\n[base]\nkind = \"sleep\"\nms = 60000\n";
 
 #[test]
 fn cancel_stops_the_running_stage_and_the_worker_carries_on() {
@@ -135,7 +160,11 @@ fn cancel_stops_the_running_stage_and_the_worker_carries_on() {
     let w = c.worker("w", &["--testing"]);
     let id = c.submit(LONG_SLEEP);
     c.wait(&id, 60, "the stage to start", |s| s.running.len() == 1);
-    let out = wax_timeout(&["cancel", &id, "--coordinator", &c.url], &[("WAX_TOKEN", c.admin.as_str())], Duration::from_secs(30));
+    let out = wax_timeout(
+        &["cancel", &id, "--coordinator", &c.url],
+        &[("WAX_TOKEN", c.admin.as_str())],
+        Duration::from_secs(30),
+    );
     assert!(out.status.success());
     let t = Instant::now();
     c.wait(&id, 30, "the sweep to be cancelled", |s| s.state == "cancelled");
@@ -160,7 +189,11 @@ fn sigterm_drains_the_lease_back_and_another_worker_finishes() {
     // drain_timeout_s = 1: the 8 s sleep cannot finish, so the lease is handed back.
     let status = a.terminate(Duration::from_secs(30)).expect("the worker exits after draining");
     assert!(status.success(), "{status:?}\n{}", a.log_text());
-    assert!(a.log_text().contains("handed_back=1") || a.log_text().contains("HandedBack"), "{}", a.log_text());
+    assert!(
+        a.log_text().contains("handed_back=1") || a.log_text().contains("HandedBack"),
+        "{}",
+        a.log_text()
+    );
     let _b = c.worker("b", &["--testing"]);
     c.wait(&id, 60, "the sweep to finish", |s| s.state == "succeeded");
     let stage = &c.stages(&id)[0];
@@ -175,7 +208,9 @@ fn failures_are_classified_and_testing_kinds_need_testing_workers() {
     let c = Cluster::start();
     // Without --testing the worker does not offer the testing kinds: the sweep stalls, saying why.
     let plain = c.worker("plain", &[]);
-    let id = c.submit("[sweep]\nname = \"t\"\npipeline = \"single-stage\"\n[base]\nkind = \"sleep\"\nms = 1\n");
+    let id = c.submit(
+        "[sweep]\nname = \"t\"\npipeline = \"single-stage\"\n[base]\nkind = \"sleep\"\nms = 1\n",
+    );
     let sw = c.wait(&id, 30, "a stall", |s| s.state == "stalled");
     assert!(sw.stalled_reasons.iter().any(|r| r.contains("sleep")), "{:?}", sw.stalled_reasons);
     drop(plain);
@@ -188,7 +223,12 @@ fn failures_are_classified_and_testing_kinds_need_testing_workers() {
         "[sweep]\nname = \"bad\"\npipeline = \"single-stage\"\n[base]\nkind = \"fail-n-times\"\nn = 1\nfailures = \"often\"\n",
     );
     let sw = c.wait(&bad, 60, "the bad stage to fail", |s| s.state == "failed");
-    assert!(sw.failures[0].error.contains("bad configuration") && sw.failures[0].error.contains("failures"), "{:?}", sw.failures);
+    assert!(
+        sw.failures[0].error.contains("bad configuration")
+            && sw.failures[0].error.contains("failures"),
+        "{:?}",
+        sw.failures
+    );
     assert_eq!(c.stages(&bad)[0].attempt, 1, "not retried");
 
     // An infrastructure fault and a stage error are retried (within their budgets).
@@ -200,7 +240,10 @@ fn failures_are_classified_and_testing_kinds_need_testing_workers() {
         assert_eq!(s.committed_attempt, 2, "{s:?}");
     }
     let events = c.events(&flaky);
-    assert!(events.contains("stage error 1/") && events.contains("infrastructure failure 1/"), "{events}");
+    assert!(
+        events.contains("stage error 1/") && events.contains("infrastructure failure 1/"),
+        "{events}"
+    );
 }
 
 #[test]
