@@ -13,7 +13,7 @@ use wax_proto::client::Connection;
 use wax_proto::v1;
 
 use super::sweep_view::SweepView;
-use super::sweeps::rpc;
+use super::sweeps::get_sweep;
 
 /// How following a sweep ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,12 +95,7 @@ pub async fn follow(
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        let sw = conn
-            .sweeps()
-            .get(v1::GetSweepRequest { sweep_id: sweep.to_string() })
-            .await
-            .map_err(rpc)?
-            .into_inner();
+        let sw = get_sweep(conn, sweep).await?;
         plan = SweepView::fetch(conn, sweep).await?;
         for s in &plan.stages {
             let before = seen.insert(s.stage_id.clone(), (s.state.clone(), s.attempt));

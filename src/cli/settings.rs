@@ -226,3 +226,50 @@ fn settings_file(flag: Option<&Path>) -> Option<PathBuf> {
     let p = home.join("wax/config.toml");
     p.exists().then_some(p)
 }
+
+#[cfg(all(test, feature = "worker"))]
+mod tests {
+    use super::*;
+
+    /// The standard AWS variables fill only what the settings leave unset.
+    #[test]
+    fn aws_variables_come_last() {
+        let env = |k: &str| -> Option<String> {
+            match k {
+                "AWS_ENDPOINT_URL" => Some("http://minio:9000".into()),
+                "AWS_DEFAULT_REGION" => Some("eu-west-1".into()),
+                "AWS_ACCESS_KEY_ID" => Some("AKIA".into()),
+                "AWS_SECRET_ACCESS_KEY" => Some("secret".into()),
+                "AWS_ALLOW_HTTP" => Some("true".into()),
+                _ => None,
+            }
+        };
+        let mut s3 = S3Settings::default();
+        aws_defaults(&mut s3, env);
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            (s3.access_key_id.as_deref(), s3.secret_access_key.as_deref()),
+            (Some("AKIA"), Some("secret"))
+        );
+        assert!(s3.allow_http);
+        let mut set = S3Settings {
+            region: Some("us-east-2".into()),
+            access_key_id: Some("mine".into()),
+            secret_access_key: Some("own".into()),
+            ..S3Settings::default()
+        };
+        aws_defaults(&mut set, env);
+        assert_eq!(set.region.as_deref(), Some("us-east-2"));
+        assert_eq!(set.access_key_id.as_deref(), Some("mine"));
+        assert_eq!(set.endpoint.as_deref(), Some("http://minio:9000"));
+    }
+
+    #[test]
+    fn worker_settings_refuse_unknown_keys() {
+        let e = serde_json::from_value::<WorkerSettings>(serde_json::json!({"slotz": 3}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slotz"), "{e}");
+    }
+}

@@ -66,6 +66,12 @@ pub async fn connect(s: &Settings) -> anyhow::Result<Connection> {
     Ok(Connection::connect(&s.coordinator, ca, token.as_deref()).await?)
 }
 
+/// One sweep as the coordinator reports it.
+pub async fn get_sweep(conn: &Connection, sweep: &str) -> anyhow::Result<v1::Sweep> {
+    let req = v1::GetSweepRequest { sweep_id: sweep.to_string() };
+    Ok(conn.sweeps().get(req).await.map_err(rpc)?.into_inner())
+}
+
 /// Turns a gRPC status into a one-line error for people.
 pub fn rpc(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", e.message(), e.code())
@@ -160,12 +166,7 @@ pub async fn status(flags: &CommonFlags, a: StatusArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match a.sweep {
         Some(id) => {
-            let sw = conn
-                .sweeps()
-                .get(v1::GetSweepRequest { sweep_id: id })
-                .await
-                .map_err(rpc)?
-                .into_inner();
+            let sw = get_sweep(&conn, &id).await?;
             if s.output == Output::Json {
                 return print_json(&sweep_json(&sw));
             }
@@ -266,12 +267,7 @@ async fn follow(
         }
         out.flush()?;
     }
-    let sw = conn
-        .sweeps()
-        .get(v1::GetSweepRequest { sweep_id: sweep.to_string() })
-        .await
-        .map_err(rpc)?
-        .into_inner();
+    let sw = get_sweep(conn, sweep).await?;
     match sw.state.as_str() {
         "succeeded" => Ok(()),
         other => bail!("sweep {sweep} ended {other}"),

@@ -49,6 +49,12 @@ pub fn wax(args: &[&str]) -> Output {
 /// Like [`wax`], with extra environment variables. `WAX_*` variables of the calling
 /// environment are removed so that only the given ones apply.
 pub fn wax_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(args, env).output().expect("wax binary runs")
+}
+
+/// `wax args…` with a clean library path (the binary must find libtorch by itself), without
+/// the calling environment's `WAX_*` variables, and with `env` set.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(wax_bin());
     cmd.args(args).env_remove("LD_LIBRARY_PATH");
     for (k, _) in std::env::vars() {
@@ -59,7 +65,29 @@ pub fn wax_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("wax binary runs")
+    cmd
+}
+
+/// Standard output of a command that must have succeeded.
+///
+/// # Panics
+/// If it failed, naming `what`, with both outputs.
+pub fn succeeded(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new bearer token with `role`, appended to the tokens file `tokens`.
+pub fn new_token(tokens: &std::path::Path, name: &str, role: &str) -> String {
+    let t = tokens.to_str().expect("UTF-8 path");
+    let out = wax(&["token", "new", "--name", name, "--role", role, "--append", t]);
+    succeeded(&out, "wax token new").trim().to_string()
 }
 
 /// Standard output of a successful run.
@@ -157,17 +185,10 @@ impl WorkerProcess {
     /// shared builtin cache unless `env` sets it), logging to `log`.
     pub fn start(args: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> WorkerProcess {
         let file = std::fs::File::create(log).expect("worker log file");
-        let mut cmd = Command::new(wax_bin());
-        cmd.arg("worker").args(args).env_remove("LD_LIBRARY_PATH");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WAX_") && k != "WAX_BIN" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("WAX_CACHE_DIR", builtin_cache_dir());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let cache = builtin_cache_dir().display().to_string();
+        let mut all = vec![("WAX_CACHE_DIR", cache.as_str())];
+        all.extend_from_slice(env);
+        let mut cmd = command(&[&["worker"], args].concat(), &all);
         let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(file)
@@ -214,18 +235,10 @@ impl Drop for WorkerProcess {
 /// # Panics
 /// On timeout, with what the command printed.
 pub fn wax_timeout(args: &[&str], env: &[(&str, &str)], timeout: std::time::Duration) -> Output {
-    let mut cmd = Command::new(wax_bin());
-    cmd.args(args).env_remove("LD_LIBRARY_PATH");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WAX_") && k != "WAX_BIN" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("WAX_CACHE_DIR", builtin_cache_dir());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
+    let cache = builtin_cache_dir().display().to_string();
+    let mut all = vec![("WAX_CACHE_DIR", cache.as_str())];
+    all.extend_from_slice(env);
+    let mut child = command(args, &all)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -47,6 +47,7 @@ fn trains_checkpoints_and_resumes() {
         "optimizer.safetensors",
         "state.json",
         "eval-before.json",
+        "metrics.jsonl",
     ] {
         assert!(ck.join(f).is_file(), "step-1/{f} missing");
     }
@@ -61,9 +62,12 @@ fn trains_checkpoints_and_resumes() {
         "--quiet",
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The checkpoint carries step 1's metrics; step 2 is recomputed.
     let lines = std::fs::read_to_string(again.join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 1, "resumed at step 1 of 2: {lines}");
-    assert!(lines.contains("\"step\":2"), "{lines}");
+    assert_eq!(lines.lines().count(), 2, "resumed at step 1 of 2: {lines}");
+    let original = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().next(), original.lines().next(), "step 1 is carried verbatim");
+    assert!(lines.lines().nth(1).unwrap().contains("\"step\":2"), "{lines}");
     // The resumed run compares against the original run's untrained evaluation.
     let before = |d: &std::path::Path| std::fs::read_to_string(d.join("eval-before.json")).unwrap();
     assert_eq!(before(&again), before(&out));

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use wax_coordinator::store::testing::TestPostgres;
 use wax_tests::s3::TestS3;
-use wax_tests::{ServeProcess, WorkerProcess, python, wax, wax_timeout, workspace_root};
+use wax_tests::{
+    ServeProcess, WorkerProcess, new_token, python, succeeded as ok, wax_timeout, workspace_root,
+};
 
 const MANIFEST: &str = r#"
 [sweep]
@@ -28,24 +30,6 @@ evaluate = { suites = ["geometry", "tracking"], resamples = 20, null_draws = 20,
 mapping = ["office", "office-swapped"]
 "#;
 
-fn ok(out: &std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn token(tokens: &Path, name: &str, role: &str) -> String {
-    let t = tokens.to_str().unwrap();
-    ok(&wax(&["token", "new", "--name", name, "--role", role, "--append", t]), "token")
-        .trim()
-        .to_string()
-}
-
 fn py(args: &[&str]) -> String {
     let script = workspace_root().join("tests/python/sweep_artifacts.py");
     let out =
@@ -61,8 +45,8 @@ fn a_sweep_on_postgres_s3_and_two_workers_equals_wax_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let tokens = d.join("tokens.toml");
-    let admin = token(&tokens, "alice", "submit");
-    let worker = token(&tokens, "w", "worker");
+    let admin = new_token(&tokens, "alice", "submit");
+    let worker = new_token(&tokens, "w", "worker");
     std::fs::write(d.join("worker.tok"), &worker).unwrap();
     std::fs::write(d.join("sweep.toml"), MANIFEST).unwrap();
 
@@ -179,6 +163,31 @@ fn a_sweep_on_postgres_s3_and_two_workers_equals_wax_run() {
         "logs",
     );
     assert!(log.contains("step 3:") && log.contains("held-out return"), "{log}");
+
+    // Filters: one kind of one trial.
+    let some = d.join("some");
+    let out = ok(
+        &wax_timeout(
+            &[
+                "pull",
+                &sweep,
+                some.to_str().unwrap(),
+                "--config",
+                c,
+                "--kind",
+                "rl",
+                "--trial",
+                "1",
+            ],
+            &admin_env,
+            Duration::from_secs(120),
+        ),
+        "pull --kind --trial",
+    );
+    assert!(out.contains("1 stages"), "{out}");
+    assert!(some.join("trials/001/rl/summary.json").is_file());
+    assert!(!some.join("trials/000").exists() && !some.join("trials/001/evaluate").exists());
+    assert!(!some.join("report").exists());
 
     let summary = py(&["check", pulled.to_str().unwrap()]);
     let counts: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();

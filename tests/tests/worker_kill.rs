@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wax_proto::client::Connection;
 use wax_proto::v1;
-use wax_tests::{ServeProcess, WorkerProcess, wax, wax_timeout};
+use wax_tests::{ServeProcess, WorkerProcess, new_token, succeeded as ok, wax_timeout};
 
 const MANIFEST: &str = r#"
 [sweep]
@@ -23,17 +23,6 @@ evaluate = { suites = ["geometry"], resamples = 20, null_draws = 20 }
 "#;
 
 const TIMING: [&str; 4] = ["rollout_s", "update_s", "step_s", "tokens_per_s"];
-
-fn ok(out: &std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `store/cas/<stage>/<attempt>/resume/step-<N>/_CHECKPOINT` files: (stage, attempt, N).
 fn resume_markers(store: &Path) -> Vec<(String, u64, u64)> {
@@ -82,14 +71,8 @@ fn a_killed_worker_s_rl_stage_resumes_elsewhere_with_the_same_result() {
     let d = dir.path();
     let tokens = d.join("tokens.toml");
     let t = tokens.to_str().unwrap();
-    let admin =
-        ok(&wax(&["token", "new", "--name", "a", "--role", "admin", "--append", t]), "token")
-            .trim()
-            .to_string();
-    let worker =
-        ok(&wax(&["token", "new", "--name", "w", "--role", "worker", "--append", t]), "token")
-            .trim()
-            .to_string();
+    let admin = new_token(&tokens, "a", "admin");
+    let worker = new_token(&tokens, "w", "worker");
     let tok = d.join("worker.tok");
     std::fs::write(&tok, &worker).unwrap();
     let store = d.join("store");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wax_proto::client::Connection;
 use wax_proto::v1;
-use wax_tests::{ServeProcess, WorkerProcess, wax, wax_timeout};
+use wax_tests::{ServeProcess, WorkerProcess, new_token, wax_timeout};
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -26,13 +26,8 @@ impl Cluster {
         let d = dir.path();
         let tokens = d.join("tokens.toml");
         let t = tokens.to_str().unwrap();
-        let mk = |name: &str, role: &str| {
-            let out = wax(&["token", "new", "--name", name, "--role", role, "--append", t]);
-            assert!(out.status.success());
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        };
-        let admin = mk("a", "admin");
-        let worker = mk("w", "worker");
+        let admin = new_token(&tokens, "a", "admin");
+        let worker = new_token(&tokens, "w", "worker");
         let worker_token = d.join("worker.tok");
         std::fs::write(&worker_token, worker).unwrap();
         let settings = d.join("wax.toml");

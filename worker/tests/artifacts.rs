@@ -2,7 +2,7 @@
 //! a real S3-protocol server (moto, started here on 127.0.0.1). The same test body runs on
 //! each. Hashes are checked against `sha256sum` (coreutils), an independent implementation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -11,9 +11,9 @@ use wax_worker::artifacts::{
     ArtifactError, ArtifactStore, Cache, FileRecord, PART_SIZE, S3Settings,
 };
 
-fn python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.wax/python")
-}
+#[path = "common/s3.rs"]
+mod common_s3;
+use common_s3::{python, settings as s3_settings};
 
 fn sha256sum(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
@@ -131,14 +131,7 @@ fn local_disk_store() {
 fn s3_store_on_moto() {
     let Some(s3) = TestS3::start(&python()) else { return };
     s3.create_bucket("wax-artifacts");
-    let settings = S3Settings {
-        endpoint: Some(s3.endpoint().to_string()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some(wax_tests::s3::ACCESS_KEY.into()),
-        secret_access_key: Some(wax_tests::s3::SECRET_KEY.into()),
-        session_token: None,
-        allow_http: true,
-    };
+    let settings = s3_settings(&s3);
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open("s3://wax-artifacts/team/runs", &settings).unwrap();
     runtime().block_on(exercise(store.clone(), dir.path()));

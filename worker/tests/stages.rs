@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "common/s3.rs"]
+mod common_s3;
+
 use serde_json::{Value, json};
 use wax_worker::stages::{self, InputDir, LocalReporter, StageCtx, StageError};
 
@@ -57,11 +60,7 @@ impl Run {
             scratch,
             inputs: inputs
                 .iter()
-                .map(|(i, k)| InputDir {
-                    stage_id: i.to_string(),
-                    kind: k.to_string(),
-                    dir: self.root.path().join(i),
-                })
+                .map(|(i, k)| InputDir::local(i, k, &self.root.path().join(i)))
                 .collect(),
             device: tch::Device::Cpu,
             resume_every: None,
@@ -196,4 +195,55 @@ fn testing_kinds_fail_then_succeed() {
         .stage("f", "fail-n-times", json!({ "n": 1, "failure": "infrastructure" }), &[])
         .unwrap_err();
     assert!(matches!(e, StageError::Infrastructure(_)), "{e}");
+}
+
+/// `s3://bucket/prefix` model references: the snapshot's files are read from an S3-protocol
+/// server (moto) with the worker's settings, and become the model stage's artifact.
+#[test]
+fn a_model_stage_reads_an_s3_snapshot() {
+    // SAFETY: set before any thread of this test process reads the environment.
+    unsafe { std::env::set_var("WAX_CACHE_DIR", cache()) };
+    let Some(s3) = wax_tests::s3::TestS3::start(&common_s3::python()) else { return };
+    s3.create_bucket("models");
+    let settings = common_s3::settings(&s3);
+    let snapshot = wax_worker::builtin::resolve_model_ref("builtin:1m").unwrap();
+    let store = wax_worker::artifacts::ArtifactStore::open("s3://models", &settings).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&snapshot).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        rt.block_on(store.upload_file(&e.path(), &format!("team/tiny/{name}"))).unwrap();
+        names.push(name);
+    }
+    drop(rt);
+    let run = Run { root: tempfile::tempdir().unwrap() };
+    let out = run.root.path().join("m");
+    std::fs::create_dir_all(&out).unwrap();
+    let reporter = LocalReporter::default();
+    let ctx = StageCtx {
+        stage_id: "m".into(),
+        kind: "model".into(),
+        attempt: 1,
+        out: out.clone(),
+        scratch: run.root.path().join("scratch"),
+        inputs: vec![],
+        device: tch::Device::Cpu,
+        resume_every: None,
+        s3: settings,
+        external: Default::default(),
+        reporter: &reporter,
+    };
+    stages::run(&ctx, &json!({ "ref": "s3://models/team/tiny" })).unwrap();
+    let info = read(&out.join("wax-model.json"));
+    assert_eq!(info["reference"], "s3://models/team/tiny");
+    assert_eq!(info["family"], "qwen3");
+    for name in names {
+        assert_eq!(
+            std::fs::read(out.join(&name)).unwrap(),
+            std::fs::read(snapshot.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    let e = stages::run(&ctx, &json!({ "ref": "s3://models/nothing-here" })).unwrap_err();
+    assert!(e.to_string().contains("no snapshot files"), "{e}");
 }

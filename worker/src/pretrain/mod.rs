@@ -71,6 +71,18 @@ pub struct EvalPoint {
     pub lr: f64,
 }
 
+impl std::fmt::Display for EvalPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {}: train loss {:.4}, held-out loss {:.4}",
+            self.step,
+            self.train_loss.unwrap_or(f64::NAN),
+            self.val_loss
+        )
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PretrainReport {

@@ -398,12 +398,7 @@ pub fn pretrain_with(
         ));
         bar.inc(1);
         if let Some(p) = &o.eval {
-            bar.println(format!(
-                "step {}: train loss {:.4}, held-out loss {:.4}",
-                p.step,
-                p.train_loss.unwrap_or(f64::NAN),
-                p.val_loss
-            ));
+            bar.println(p.to_string());
         }
         hooks.after_step(&run, &o)?;
     }

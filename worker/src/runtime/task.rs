@@ -220,11 +220,12 @@ async fn run_leased(
     }
 }
 
-/// Work folders, then every input file through the cache.
+/// Work folders, and each input's file list; files are fetched (through the machine cache)
+/// when the stage asks for them.
 async fn prepare(
     env: &Arc<TaskEnv>,
     task: &v1::Task,
-    shared: &TaskShared,
+    shared: &Arc<TaskShared>,
     dir: &Path,
     out: &Path,
     scratch: &Path,
@@ -233,35 +234,71 @@ async fn prepare(
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let mut inputs = Vec::new();
-    let (mut bytes, mut fetched) = (0u64, 0u64);
     for (i, input) in task.inputs.iter().enumerate() {
         let into = dir.join("inputs").join(format!("{i}-{}", input.kind));
         std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
-        for f in &input.files {
-            let record = FileRecord::from(f);
-            let key = rel_of(&input.stage_id, input.attempt, &f.path);
-            let (cached, downloaded) =
-                env.cache.fetch(&env.store, &key, &record).await.map_err(|e| e.to_string())?;
-            Cache::place(&cached, &into.join(&f.path)).map_err(|e| e.to_string())?;
-            bytes += f.size;
+        heal_commit_marker(&env.store, input).await;
+        let fetcher = Arc::new(CacheFetch {
+            env: env.clone(),
+            stage_id: input.stage_id.clone(),
+            attempt: input.attempt,
+            records: input.files.iter().map(|f| (f.path.clone(), FileRecord::from(f))).collect(),
+            shared: shared.clone(),
+            handle: tokio::runtime::Handle::current(),
+        });
+        let files = input.files.iter().map(|f| f.path.clone()).collect();
+        inputs.push(stages::InputDir::remote(
+            input.stage_id.clone(),
+            input.kind.clone(),
+            into,
+            files,
+            fetcher,
+        ));
+    }
+    Ok(inputs)
+}
+
+/// Fetches an input's files from the store through the machine cache, on demand.
+struct CacheFetch {
+    env: Arc<TaskEnv>,
+    stage_id: String,
+    attempt: u64,
+    records: BTreeMap<String, FileRecord>,
+    shared: Arc<TaskShared>,
+    handle: tokio::runtime::Handle,
+}
+
+impl stages::ctx::FetchInput for CacheFetch {
+    fn fetch(&self, paths: &[&str], dir: &Path) -> Result<(), StageError> {
+        let infra = |e: crate::artifacts::ArtifactError| StageError::Infrastructure(e.to_string());
+        let (mut bytes, mut fetched, mut n) = (0u64, 0u64, 0usize);
+        for path in paths {
+            let dest = dir.join(path);
+            let Some(record) = self.records.get(*path) else { continue };
+            if std::fs::metadata(&dest).is_ok_and(|m| m.len() == record.size) {
+                continue;
+            }
+            let key = rel_of(&self.stage_id, self.attempt, path);
+            let (cached, downloaded) = self
+                .handle
+                .block_on(self.env.cache.fetch(&self.env.store, &key, record))
+                .map_err(infra)?;
+            Cache::place(&cached, &dest).map_err(infra)?;
+            (bytes, n) = (bytes + record.size, n + 1);
             if downloaded {
-                fetched += f.size;
+                fetched += record.size;
             }
         }
-        heal_commit_marker(&env.store, input).await;
-        inputs.push(stages::InputDir {
-            stage_id: input.stage_id.clone(),
-            kind: input.kind.clone(),
-            dir: into,
-        });
+        if n > 0 {
+            self.shared.log_line(&format!(
+                "input {}: {n} files, {:.1} MB ({:.1} MB downloaded, the rest from this machine's cache)",
+                short(&self.stage_id),
+                bytes as f64 / 1e6,
+                fetched as f64 / 1e6
+            ));
+        }
+        Ok(())
     }
-    shared.log_line(&format!(
-        "inputs: {} stage(s), {:.1} MB ({:.1} MB downloaded, the rest from this machine's cache)",
-        task.inputs.len(),
-        bytes as f64 / 1e6,
-        fetched as f64 / 1e6
-    ));
-    Ok(inputs)
 }
 
 /// A worker that died between the coordinator's commit and the marker left no
@@ -297,17 +334,22 @@ async fn commit(
     let published = reporter.published.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let local = files_under(out, "").map_err(|e| e.to_string())?;
     let mut uploaded = 0u64;
+    // Uploads `local` as `rel` of this attempt; the record names `rel`.
+    let upload = |local: PathBuf, rel: String| async move {
+        let mut r = env
+            .store
+            .upload_file(&local, &rel_of(id, attempt, &rel))
+            .await
+            .map_err(|e| e.to_string())?;
+        r.path = rel;
+        Ok::<FileRecord, String>(r)
+    };
     for f in local.iter().filter(|f| !f.starts_with("resume/") && !f.ends_with(CHECKPOINT_MARKER)) {
         let size = std::fs::metadata(out.join(f)).map_err(|e| format!("{f}: {e}"))?.len();
         let record = match published.get(f) {
             Some(r) if r.size == size => r.clone(),
             _ => {
-                let mut r = env
-                    .store
-                    .upload_file(&out.join(f), &rel_of(id, attempt, f))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                r.path = f.clone();
+                let r = upload(out.join(f), f.clone()).await?;
                 uploaded += r.size;
                 r
             }
@@ -315,12 +357,7 @@ async fn commit(
         files.insert(f.clone(), record);
     }
     for (rel, src) in external {
-        let mut r = env
-            .store
-            .upload_file(src, &rel_of(id, attempt, rel))
-            .await
-            .map_err(|e| e.to_string())?;
-        r.path = rel.clone();
+        let r = upload(src.clone(), rel.clone()).await?;
         uploaded += r.size;
         files.insert(rel.clone(), r);
     }
@@ -331,12 +368,7 @@ async fn commit(
     ));
     let log = out.join("log.txt");
     std::fs::write(&log, shared.log_text()).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut r = env
-        .store
-        .upload_file(&log, &rel_of(id, attempt, "log.txt"))
-        .await
-        .map_err(|e| e.to_string())?;
-    r.path = "log.txt".into();
+    let r = upload(log, "log.txt".into()).await?;
     files.insert(r.path.clone(), r);
     let wire: Vec<v1::ArtifactFile> = files.values().map(v1::ArtifactFile::from).collect();
     let req = v1::CompleteRequest {
@@ -408,14 +440,15 @@ async fn stopped(
     why: StopReason,
 ) -> Outcome {
     shared.log_line(&format!("stopped: {}", why.describe()));
-    upload_log(env, task, shared).await;
-    match why {
+    let outcome = match why {
         StopReason::Draining => {
             let why = format!("worker {} is draining", env.cfg.name);
             hand_back(env, task, shared, &why).await
         }
         other => Outcome::Abandoned(other.describe()),
-    }
+    };
+    upload_log(env, task, shared).await;
+    outcome
 }
 
 /// Gives a lease back unfinished, for another worker (not a failure: nothing is charged).

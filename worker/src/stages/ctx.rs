@@ -10,12 +10,98 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// One input artifact, downloaded (from the machine cache) into `dir`.
-#[derive(Debug, Clone)]
+/// Places the files of an input artifact in its folder on demand (through the machine cache).
+pub trait FetchInput: Send + Sync {
+    /// Makes `paths` (relative to the artifact) present under `dir`.
+    fn fetch(&self, paths: &[&str], dir: &Path) -> Result<(), StageError>;
+}
+
+/// One input artifact: its files are listed at once and fetched when a stage asks for them, so
+/// a stage that reads one checkpoint of an RL run does not download every checkpoint.
+#[derive(Clone)]
 pub struct InputDir {
     pub stage_id: String,
     pub kind: String,
+    /// Where its files go (with their paths relative to the artifact).
     pub dir: PathBuf,
+    /// Every file of the artifact, relative paths.
+    pub files: Vec<String>,
+    fetcher: Option<std::sync::Arc<dyn FetchInput>>,
+}
+
+impl std::fmt::Debug for InputDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InputDir({} {} at {})", self.kind, self.stage_id, self.dir.display())
+    }
+}
+
+impl InputDir {
+    /// An input whose files `fetcher` places on demand.
+    pub fn remote(
+        stage_id: String,
+        kind: String,
+        dir: PathBuf,
+        files: Vec<String>,
+        fetcher: std::sync::Arc<dyn FetchInput>,
+    ) -> InputDir {
+        InputDir { stage_id, kind, dir, files, fetcher: Some(fetcher) }
+    }
+
+    /// An input already complete on disk in `dir`.
+    pub fn local(stage_id: &str, kind: &str, dir: &Path) -> InputDir {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(r) = p.strip_prefix(dir) {
+                    files.push(r.to_string_lossy().into_owned());
+                }
+            }
+        }
+        files.sort();
+        InputDir {
+            stage_id: stage_id.into(),
+            kind: kind.into(),
+            dir: dir.to_path_buf(),
+            files,
+            fetcher: None,
+        }
+    }
+
+    /// Fetches the files at or under each of `prefixes` (`"summary.json"`, `"step-40/"`;
+    /// `""` is everything) and returns the folder.
+    pub fn fetch(&self, prefixes: &[&str]) -> Result<&Path, StageError> {
+        let wanted: Vec<&str> = self
+            .files
+            .iter()
+            .map(String::as_str)
+            .filter(|f| {
+                prefixes
+                    .iter()
+                    .any(|p| p.is_empty() || f == p || (p.ends_with('/') && f.starts_with(p)))
+            })
+            .collect();
+        if let Some(fetcher) = &self.fetcher {
+            fetcher.fetch(&wanted, &self.dir)?;
+        }
+        Ok(&self.dir)
+    }
+
+    /// Fetches every file.
+    pub fn fetch_all(&self) -> Result<&Path, StageError> {
+        self.fetch(&[""])
+    }
+
+    /// The largest N of the artifact's `step-<N>/` folders.
+    pub fn last_step(&self) -> Option<u64> {
+        self.files
+            .iter()
+            .filter_map(|f| f.strip_prefix("step-")?.split('/').next()?.parse::<u64>().ok())
+            .max()
+    }
 }
 
 /// A checkpoint's purpose.

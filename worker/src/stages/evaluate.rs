@@ -56,7 +56,13 @@ pub fn run(ctx: &StageCtx, st: &EvaluateStage) -> Result<(), StageError> {
         serde_json::from_value(read_json(&dir.join("subject.json"))?)
             .map_err(|e| StageError::Failed(format!("{}: {e}", dir.join("subject.json").display())))
     };
-    let (ts, ns) = (subject(&trained.dir)?, subject(&naive.dir)?);
+    let (ts, ns) = (subject(trained.fetch_all()?)?, subject(naive.fetch_all()?)?);
+    // The trained snapshot sits in a checkpoint folder whose state.json it needs too.
+    let trained_ckpt = ts.model_path.strip_suffix("/model").unwrap_or(&ts.model_path);
+    rl.fetch(&["summary.json", &format!("{trained_ckpt}/")])?;
+    let naive_prefix =
+        if ns.model_path.is_empty() { String::new() } else { format!("{}/", ns.model_path) };
+    base.fetch(&[&naive_prefix, super::model::MODEL_INFO])?;
     let inputs = EvalInputs {
         trained: trained.dir.clone(),
         naive: Some(naive.dir.clone()),

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ExtractStage, Subject};
 use super::ctx::{StageCtx, StageError};
-use super::model::ModelInfo;
-use super::rl::{last_step_dir, start_snapshot};
+use super::model::{MODEL_INFO, ModelInfo};
+use super::rl::{final_checkpoint, start_snapshot};
 use super::write_json;
 use crate::vectors::VectorError;
 use crate::vectors::extract::ExtractProgress;
@@ -48,12 +48,12 @@ pub fn run(ctx: &StageCtx, st: &ExtractStage) -> Result<(), StageError> {
                 )));
             }
             // The trainer's state.json next to the snapshot carries enable_thinking.
-            (Role::Trained, last_step_dir(&input.dir)?.join("model"), None)
+            (Role::Trained, final_checkpoint(input)?.join("model"), None)
         }
         Subject::Naive => (
             Role::Naive,
             start_snapshot(input, st.checkpoint)?,
-            ModelInfo::read(&input.dir)?.and_then(|i| i.enable_thinking),
+            ModelInfo::read(input.fetch(&[MODEL_INFO])?)?.and_then(|i| i.enable_thinking),
         ),
     };
     let model_path =

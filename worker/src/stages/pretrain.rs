@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::ctx::{CheckpointRole, StageCtx, StageError};
 use super::model::MODEL_INFO;
-use super::resume::ResumeSchedule;
+use super::resume::Checkpointing;
 use crate::pretrain::run::StepOutcome;
 use crate::pretrain::{PretrainConfig, PretrainError, PretrainHooks, Pretrainer, pretrain_with};
 
@@ -19,57 +19,32 @@ fn classify(e: PretrainError) -> StageError {
     }
 }
 
-struct Hooks<'c, 'a> {
-    ctx: &'c StageCtx<'a>,
-    resume: ResumeSchedule<'c, 'a>,
-    steps: usize,
-    error: Option<StageError>,
-}
+struct Hooks<'c, 'a>(Checkpointing<'c, 'a>);
 
 impl Hooks<'_, '_> {
     fn step(&mut self, run: &Pretrainer, o: &StepOutcome) -> Result<(), StageError> {
-        let ctx = self.ctx;
+        let ctx = self.0.ctx;
         let tokens_per_s = run.tokens_per_second(o.step);
         ctx.reporter.progress(
-            o.step as f64 / self.steps as f64,
-            &format!("step {}/{} loss {:.3}", o.step, self.steps, o.loss),
+            o.step as f64 / self.0.steps as f64,
+            &format!("step {}/{} loss {:.3}", o.step, self.0.steps, o.loss),
             &[("step", o.step as f64), ("loss", o.loss), ("tokens_per_s", tokens_per_s)],
         );
         if let Some(p) = &o.eval {
-            ctx.log(format!(
-                "step {}: train loss {:.4}, held-out loss {:.4}",
-                p.step,
-                p.train_loss.unwrap_or(f64::NAN),
-                p.val_loss
-            ));
+            ctx.log(p.to_string());
         }
-        let last = o.step == self.steps;
-        if o.saved.is_none() && last {
-            run.save_snapshot(&ctx.out.join(format!("step-{}", o.step))).map_err(classify)?;
-        }
-        if o.saved.is_some() || last {
-            ctx.reporter.publish_checkpoint(
-                &format!("step-{}", o.step),
-                o.step as u64,
-                CheckpointRole::Science,
-            )?;
-        }
-        if self.resume.due(o.step, self.steps) {
-            let (rel, dir) = self.resume.dir_for(o.step);
-            run.save_resume(&dir).map_err(classify)?;
-            self.resume.written(rel, o.step)?;
-        }
-        ctx.check_stop()
+        self.0.after_step(
+            o.step,
+            o.saved.is_some(),
+            |dir| run.save_snapshot(dir).map_err(classify),
+            |dir| run.save_resume(dir).map_err(classify),
+        )
     }
 }
 
 impl PretrainHooks for Hooks<'_, '_> {
     fn after_step(&mut self, run: &Pretrainer, o: &StepOutcome) -> Result<(), PretrainError> {
-        self.step(run, o).map_err(|e| {
-            let why = e.to_string();
-            self.error = Some(e);
-            PretrainError::Interrupted(why)
-        })
+        self.step(run, o).map_err(|e| PretrainError::Interrupted(self.0.keep(e)))
     }
 }
 
@@ -81,9 +56,10 @@ pub fn run(ctx: &StageCtx, cfg: &PretrainConfig) -> Result<(), StageError> {
     if let Some(r) = &resume {
         ctx.log(format!("resuming from step {} of attempt {}", r.step, r.attempt));
     }
-    let mut hooks = Hooks { ctx, resume: ResumeSchedule::new(ctx), steps: cfg.steps, error: None };
+    let mut hooks = Hooks(Checkpointing::new(ctx, cfg.steps));
+    let model_dir = input.fetch_all()?;
     let result = pretrain_with(
-        &input.dir,
+        model_dir,
         cfg,
         &ctx.out,
         ctx.device,
@@ -92,10 +68,10 @@ pub fn run(ctx: &StageCtx, cfg: &PretrainConfig) -> Result<(), StageError> {
     );
     let report = match result {
         Ok(r) => r,
-        Err(e) => return Err(hooks.error.take().unwrap_or_else(|| classify(e))),
+        Err(e) => return Err(hooks.0.error.take().unwrap_or_else(|| classify(e))),
     };
-    hooks.resume.finish()?;
-    copy_model_info(&input.dir, &ctx.out)?;
+    hooks.0.finish()?;
+    copy_model_info(model_dir, &ctx.out)?;
     let text =
         serde_json::to_string_pretty(&report).map_err(|e| StageError::Failed(e.to_string()))?;
     std::fs::write(ctx.out.join("summary.json"), text)

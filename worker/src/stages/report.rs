@@ -19,7 +19,7 @@ pub fn run(ctx: &StageCtx, st: &ReportStage) -> Result<(), StageError> {
                 let input = ctx.inputs.iter().find(|i| &i.stage_id == id).ok_or_else(|| {
                     StageError::Config(format!("evaluate stage {id} is not an input of the report"))
                 })?;
-                let path = input.dir.join("trial.json");
+                let path = input.fetch(&["trial.json"])?.join("trial.json");
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
                 serde_json::from_str(&text)

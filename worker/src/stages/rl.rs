@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::config::{Checkpoint, RlStage};
 use super::ctx::{CheckpointRole, InputDir, StageCtx, StageError};
-use super::model::ModelInfo;
-use super::resume::ResumeSchedule;
+use super::model::{MODEL_INFO, ModelInfo};
+use super::resume::Checkpointing;
 use crate::rl::run::save_checkpoint_with_records;
 use crate::rl::{Resume, RunHooks, StepMetrics, TrainError, Trainer, run_with};
 
@@ -30,51 +30,40 @@ pub fn device_name(d: tch::Device) -> String {
     }
 }
 
-/// The snapshot a run starts from: a model stage's folder, or a pretrain stage's `step-<N>`
-/// (`final`: its last step).
+/// The snapshot a run starts from, fetched: a model stage's folder, or a pretrain stage's
+/// `step-<N>` (`final`: its last step).
 pub fn start_snapshot(input: &InputDir, checkpoint: Checkpoint) -> Result<PathBuf, StageError> {
-    match (input.kind.as_str(), checkpoint) {
-        ("pretrain", Checkpoint::Step(n)) => existing(input.dir.join(format!("step-{n}"))),
-        ("pretrain", Checkpoint::Final) => existing(last_step_dir(&input.dir)?),
-        (_, Checkpoint::Final) => Ok(input.dir.clone()),
-        (kind, Checkpoint::Step(n)) => Err(StageError::Config(format!(
-            "checkpoint {n} is a pretraining step, but the input is a {kind} stage"
-        ))),
-    }
-}
-
-fn existing(p: PathBuf) -> Result<PathBuf, StageError> {
-    if p.join("config.json").is_file() {
-        Ok(p)
-    } else {
-        Err(StageError::Config(format!("{}: no such checkpoint in the input", p.display())))
-    }
-}
-
-/// The `step-<N>` folder with the largest N.
-pub fn last_step_dir(dir: &Path) -> Result<PathBuf, StageError> {
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| StageError::Infrastructure(format!("{}: {e}", dir.display())))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("step-").and_then(|n| n.parse::<u64>().ok())
-            && best.as_ref().is_none_or(|(b, _)| n > *b)
-        {
-            best = Some((n, e.path()));
+    let step = match (input.kind.as_str(), checkpoint) {
+        ("pretrain", Checkpoint::Step(n)) => n,
+        ("pretrain", Checkpoint::Final) => input.last_step().ok_or_else(|| {
+            StageError::Failed(format!("pretrain stage {}: no step-<N> checkpoint", input.stage_id))
+        })?,
+        (_, Checkpoint::Final) => return Ok(input.fetch_all()?.to_path_buf()),
+        (kind, Checkpoint::Step(n)) => {
+            return Err(StageError::Config(format!(
+                "checkpoint {n} is a pretraining step, but the input is a {kind} stage"
+            )));
         }
+    };
+    let rel = format!("step-{step}");
+    let dir = input.fetch(&[&format!("{rel}/"), super::model::MODEL_INFO])?.join(&rel);
+    if dir.join("config.json").is_file() {
+        Ok(dir)
+    } else {
+        Err(StageError::Config(format!("pretrain stage {}: no checkpoint {rel}", input.stage_id)))
     }
-    best.map(|(_, p)| p)
-        .ok_or_else(|| StageError::Failed(format!("{}: no step-<N> checkpoint", dir.display())))
 }
 
-struct Hooks<'c, 'a> {
-    ctx: &'c StageCtx<'a>,
-    resume: ResumeSchedule<'c, 'a>,
-    steps: usize,
-    error: Option<StageError>,
+/// The final checkpoint (`step-<last>/`) of an rl stage, fetched; returns its folder.
+pub fn final_checkpoint(input: &InputDir) -> Result<PathBuf, StageError> {
+    let step = input.last_step().ok_or_else(|| {
+        StageError::Failed(format!("rl stage {}: no step-<N> checkpoint", input.stage_id))
+    })?;
+    let rel = format!("step-{step}");
+    Ok(input.fetch(&[&format!("{rel}/")])?.join(rel))
 }
+
+struct Hooks<'c, 'a>(Checkpointing<'c, 'a>);
 
 impl Hooks<'_, '_> {
     fn step(
@@ -83,10 +72,10 @@ impl Hooks<'_, '_> {
         m: &StepMetrics,
         saved: Option<&Path>,
     ) -> Result<(), StageError> {
-        let ctx = self.ctx;
+        let ctx = self.0.ctx;
         ctx.reporter.progress(
-            m.step as f64 / self.steps as f64,
-            &format!("step {}/{} return {:+.2}", m.step, self.steps, m.return_mean),
+            m.step as f64 / self.0.steps as f64,
+            &format!("step {}/{} return {:+.2}", m.step, self.0.steps, m.return_mean),
             &[
                 ("step", m.step as f64),
                 ("return", m.return_mean),
@@ -101,20 +90,12 @@ impl Hooks<'_, '_> {
             "step {}: return {:+.3} (max {:+.1}) entropy {:.3} loss {:.4} ({:.1} s)",
             m.step, m.return_mean, m.return_max, m.entropy, m.loss, m.step_s
         ));
-        let last = m.step == self.steps;
-        let rel = format!("step-{}", m.step);
-        if saved.is_none() && last {
-            save_checkpoint_with_records(t, &ctx.out.join(&rel), true).map_err(classify)?;
-        }
-        if saved.is_some() || last {
-            ctx.reporter.publish_checkpoint(&rel, m.step as u64, CheckpointRole::Science)?;
-        }
-        if self.resume.due(m.step, self.steps) {
-            let (rel, dir) = self.resume.dir_for(m.step);
-            save_checkpoint_with_records(t, &dir, false).map_err(classify)?;
-            self.resume.written(rel, m.step)?;
-        }
-        ctx.check_stop()
+        self.0.after_step(
+            m.step,
+            saved.is_some(),
+            |dir| save_checkpoint_with_records(t, dir, true).map_err(classify),
+            |dir| save_checkpoint_with_records(t, dir, false).map_err(classify),
+        )
     }
 }
 
@@ -125,11 +106,7 @@ impl RunHooks for Hooks<'_, '_> {
         m: &StepMetrics,
         saved: Option<&Path>,
     ) -> Result<(), TrainError> {
-        self.step(t, m, saved).map_err(|e| {
-            let why = e.to_string();
-            self.error = Some(e);
-            TrainError::Interrupted(why)
-        })
+        self.step(t, m, saved).map_err(|e| TrainError::Interrupted(self.0.keep(e)))
     }
 }
 
@@ -141,7 +118,8 @@ pub fn run(ctx: &StageCtx, st: &RlStage) -> Result<(), StageError> {
     cfg.model = start.display().to_string();
     cfg.device = device_name(ctx.device);
     if cfg.enable_thinking.is_none() {
-        cfg.enable_thinking = ModelInfo::read(&input.dir)?.and_then(|i| i.enable_thinking);
+        cfg.enable_thinking =
+            ModelInfo::read(input.fetch(&[MODEL_INFO])?)?.and_then(|i| i.enable_thinking);
     }
     let resume = ctx.reporter.resume_point(
         &[CheckpointRole::Resume, CheckpointRole::Science],
@@ -161,13 +139,13 @@ pub fn run(ctx: &StageCtx, st: &RlStage) -> Result<(), StageError> {
         cfg.env.turns
     ));
     let steps = cfg.steps;
-    let mut hooks = Hooks { ctx, resume: ResumeSchedule::new(ctx), steps, error: None };
+    let mut hooks = Hooks(Checkpointing::new(ctx, steps));
     let resume = resume.map(|r| Resume { dir: r.dir, relocated: true });
     let summary = match run_with(cfg, &ctx.out, resume.as_ref(), &mut hooks) {
         Ok(s) => s,
-        Err(e) => return Err(hooks.error.take().unwrap_or_else(|| classify(e))),
+        Err(e) => return Err(hooks.0.error.take().unwrap_or_else(|| classify(e))),
     };
-    hooks.resume.finish()?;
+    hooks.0.finish()?;
     let c = &summary.comparison;
     ctx.log(format!(
         "held-out return {:+.2} -> {:+.2} (paired t = {:.2}, p = {:.2e}, {} mazes)",
