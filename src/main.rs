@@ -23,8 +23,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a sweep on this machine: embedded coordinator, local workers, artifacts on disk.
+    #[cfg(feature = "worker")]
+    Run(cli::run::RunArgs),
     /// Run the coordinator (gRPC; SQLite or Postgres).
     Serve(cli::serve::ServeArgs),
+    /// Lease and run stages for a coordinator (drains on SIGTERM / Ctrl-C).
+    #[cfg(feature = "worker")]
+    Worker(cli::worker::WorkerArgs),
     /// Submit a sweep manifest to a coordinator.
     Submit(cli::sweeps::SubmitArgs),
     /// Show one sweep, or list the newest.
@@ -41,12 +47,6 @@ enum Command {
     /// Print one stage's log from the artifact store.
     #[cfg(feature = "worker")]
     Logs(cli::pull::LogsArgs),
-    /// Run a sweep on this machine: embedded coordinator, local workers, artifacts on disk.
-    #[cfg(feature = "worker")]
-    Run(cli::run::RunArgs),
-    /// Lease and run stages for a coordinator (drains on SIGTERM / Ctrl-C).
-    #[cfg(feature = "worker")]
-    Worker(cli::worker::WorkerArgs),
     /// Check a manifest locally, or print the manifest JSON Schema.
     Manifest(cli::manifest::ManifestArgs),
     /// Create a bearer token for the coordinator.

@@ -6,7 +6,6 @@
 //! (embedded coordinator on SQLite, local disk) gives the same stage ids and, on CPU, the same
 //! numbers bit for bit.
 
-use std::path::Path;
 use std::time::Duration;
 
 use wax_coordinator::store::testing::TestPostgres;
