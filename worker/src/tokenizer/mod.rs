@@ -12,7 +12,7 @@
 pub mod chat;
 mod config;
 pub mod corpus;
-mod jinja;
+pub(crate) mod jinja;
 pub mod maze_text;
 pub mod train;
 
