@@ -22,6 +22,9 @@ pub enum FollowEnd {
     Finished(String),
     /// The caller's interrupt fired first.
     Interrupted,
+    /// Stages wait that no worker can take (the reasons), and nothing else is running: with a
+    /// fixed set of workers, the sweep cannot finish.
+    Stalled(Vec<String>),
 }
 
 struct View {
@@ -51,10 +54,12 @@ fn stage_style() -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// Follows `sweep` until it ends or `interrupt` resolves.
+/// Follows `sweep` until it ends or `interrupt` resolves; with `stall_ends`, also when it
+/// stalls with nothing running (a fixed set of workers cannot unstall it).
 pub async fn follow(
     conn: &Connection,
     sweep: &str,
+    stall_ends: bool,
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<FollowEnd> {
     let tty = std::io::stderr().is_terminal();
@@ -166,6 +171,16 @@ pub async fn follow(
                 .map(|r| format!("{} {} {}", r.kind, short(&r.stage_id), r.message))
                 .collect();
             view.say(&format!("{}/{} stages; running: {}", c.succeeded, c.total, parts.join("; ")));
+        }
+        if sw.state == "stalled" && sw.running.is_empty() && stall_ends {
+            for b in bars.values() {
+                b.finish_and_clear();
+            }
+            top.abandon_with_message("stalled");
+            for r in &sw.stalled_reasons {
+                view.say(&format!("stalled: {r}"));
+            }
+            return Ok(FollowEnd::Stalled(sw.stalled_reasons));
         }
         if matches!(sw.state.as_str(), "succeeded" | "failed" | "cancelled") {
             for b in bars.values() {

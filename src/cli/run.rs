@@ -45,7 +45,7 @@ fn embedded_scheduler() -> SchedulerConfig {
     SchedulerConfig {
         lease_ttl: Duration::from_secs(20),
         heartbeat_interval: Duration::from_secs(2),
-        stall_grace: Duration::from_secs(30),
+        stall_grace: Duration::from_secs(10),
         worker_timeout: Duration::from_secs(30),
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(30),
@@ -160,7 +160,7 @@ pub async fn run(flags: &CommonFlags, a: RunArgs) -> anyhow::Result<()> {
         submitted.scheduled + submitted.shared,
         state.display()
     );
-    let end = follow(&conn, &sweep, async {
+    let end = follow(&conn, &sweep, true, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
@@ -212,6 +212,11 @@ pub async fn run(flags: &CommonFlags, a: RunArgs) -> anyhow::Result<()> {
             Err(anyhow::anyhow!("sweep {sweep} ended {state}"))
         }
         FollowEnd::Interrupted => Err(anyhow::anyhow!("interrupted")),
+        FollowEnd::Stalled(reasons) => Err(anyhow::anyhow!(
+            "sweep {sweep} cannot finish on this machine: {}; lower the stages' `[resources]` in \
+             the manifest or run it on a cluster",
+            reasons.join("; ")
+        )),
     };
     coordinator.shutdown().await.context("stopping the embedded coordinator")?;
     if let Err(e) = outcome {

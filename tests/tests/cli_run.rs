@@ -87,3 +87,27 @@ fn an_interrupted_run_continues_where_it_stopped() {
     // The interrupted attempt handed the stage back (not a failure).
     assert!(logs.iter().any(|l| l.contains("handing the lease back")), "{}", logs.join("\n---\n"));
 }
+
+/// A sweep whose stages need more than this machine offers is reported, not waited on forever.
+#[test]
+fn a_sweep_this_machine_cannot_run_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("big.toml");
+    std::fs::write(
+        &manifest,
+        "[sweep]\nname = \"big\"\n[resources.model]\nmemory = \"100000GiB\"\n[base]\nmodel = { ref = \"builtin:1m\" }\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = wax_timeout(
+        &["run", manifest.to_str().unwrap(), "--state", state.to_str().unwrap()],
+        &[],
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot finish on this machine") && stderr.contains("GiB RAM"),
+        "{stderr}"
+    );
+}
