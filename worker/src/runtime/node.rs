@@ -40,7 +40,6 @@ pub struct Worker {
 
 struct Registration {
     worker_id: String,
-    lease_ttl: Duration,
     heartbeat_every: Duration,
 }
 
@@ -109,7 +108,6 @@ impl Worker {
         .into_inner();
         Ok(Registration {
             worker_id: r.worker_id,
-            lease_ttl: Duration::from_millis(r.lease_ttl_ms),
             heartbeat_every: Duration::from_millis(r.heartbeat_interval_ms.max(100)),
         })
     }
@@ -132,7 +130,6 @@ impl Worker {
             cache: Cache::new(cfg.cache_dir.clone()),
             cfg: cfg.clone(),
             heartbeat_every: reg.heartbeat_every,
-            lease_ttl: reg.lease_ttl,
         });
         let slots = Arc::new(Semaphore::new(cfg.offer.slots.max(1) as usize));
         let free_gpus = Arc::new(Mutex::new(cfg.offer.gpus.clone()));
@@ -168,7 +165,7 @@ impl Worker {
                 Err(s) if s.code() == Code::NotFound => {
                     tracing::warn!(error = %s.message(), "the coordinator does not know this worker; registering again");
                     reg = self.register(&conn).await?;
-                    env = Arc::new(TaskEnv { worker_id: reg.worker_id.clone(), ..clone_env(&env) });
+                    env = Arc::new(TaskEnv { worker_id: reg.worker_id.clone(), ..(*env).clone() });
                     summary.worker_id = reg.worker_id.clone();
                     continue;
                 }
@@ -224,18 +221,6 @@ impl Worker {
         tracing::info!(worker = %summary.worker_id, committed = summary.committed, failed = summary.failed,
             handed_back = summary.handed_back, "worker stopped");
         Ok(summary)
-    }
-}
-
-fn clone_env(env: &TaskEnv) -> TaskEnv {
-    TaskEnv {
-        conn: env.conn.clone(),
-        worker_id: env.worker_id.clone(),
-        store: env.store.clone(),
-        cache: env.cache.clone(),
-        cfg: env.cfg.clone(),
-        heartbeat_every: env.heartbeat_every,
-        lease_ttl: env.lease_ttl,
     }
 }
 

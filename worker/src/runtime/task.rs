@@ -2,7 +2,8 @@
 //!
 //! 1. Heartbeats start at once (inputs may take a while) and carry the stage's progress; an
 //!    answer `cancel`, or a refused heartbeat (the lease is gone), stops the stage.
-//! 2. Inputs are fetched through the machine cache and placed in the task's folder.
+//! 2. Inputs are listed in the task's folder; each file is fetched through the machine cache
+//!    when the stage asks for it.
 //! 3. The executor runs on a blocking thread with the task's share of CPU threads and its GPU.
 //! 4. Outputs are uploaded under `cas/<stage>/<attempt>/` with the stage's log, the coordinator
 //!    is told (`Complete`, with every file's size and SHA-256), and only then is
@@ -29,6 +30,7 @@ use crate::artifacts::{
 use crate::stages::{self, StageCtx, StageError, ctx::short};
 
 /// What every task of a worker shares.
+#[derive(Clone)]
 pub struct TaskEnv {
     pub conn: Connection,
     pub worker_id: String,
@@ -36,7 +38,6 @@ pub struct TaskEnv {
     pub cache: Cache,
     pub cfg: Arc<WorkerConfig>,
     pub heartbeat_every: Duration,
-    pub lease_ttl: Duration,
 }
 
 /// How a task ended.

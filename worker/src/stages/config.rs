@@ -97,7 +97,9 @@ impl Default for ModelStage {
 /// `rl`: the training run (the model comes from the input artifact).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RlStage {
-    /// `model` and `device` are placeholders until the stage runs.
+    /// The run's settings. `model` and `device` say where the run happens, not what it is:
+    /// they are empty and `cpu` here, and the executor sets them from the stage's input
+    /// snapshot and the device its worker assigned.
     pub train: TrainConfig,
     pub checkpoint: Checkpoint,
 }
