@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use wax_worker::artifacts::{ArtifactStore, FileRecord, attempt_prefix, hash_file};
+use wax_worker::artifacts::{ArtifactStore, FileRecord, attempt_key, hash_file};
 
 use super::settings::{CommonFlags, Settings};
 use super::sweep_view::SweepView;
@@ -172,7 +172,7 @@ pub async fn pull(flags: &CommonFlags, a: PullArgs) -> anyhow::Result<()> {
                 Some(first) => links.push((first.clone(), dest)),
                 None => {
                     first_by_sha.insert(record.sha256.clone(), dest.clone());
-                    let key = format!("{}/{}", attempt_prefix(id, st.committed_attempt), f.path);
+                    let key = attempt_key(id, st.committed_attempt, &f.path);
                     fetches.push(Fetch { key, dest, record });
                 }
             }
@@ -235,7 +235,7 @@ pub async fn logs(flags: &CommonFlags, a: LogsArgs) -> anyhow::Result<()> {
         st.attempt
     });
     anyhow::ensure!(attempt > 0, "stage {} has not run yet ({})", st.stage_id, st.state);
-    let key = format!("{}/log.txt", attempt_prefix(&st.stage_id, attempt));
+    let key = attempt_key(&st.stage_id, attempt, "log.txt");
     match store.get_bytes(&key).await? {
         Some(bytes) => {
             std::io::stdout().write_all(&bytes)?;

@@ -17,6 +17,11 @@ pub fn attempt_prefix(stage: &str, attempt: u64) -> String {
     format!("cas/{stage}/{attempt}")
 }
 
+/// `cas/<stage>/<attempt>/<path>`: a file of an attempt.
+pub fn attempt_key(stage: &str, attempt: u64, path: &str) -> String {
+    format!("{}/{path}", attempt_prefix(stage, attempt))
+}
+
 /// `cas/<stage>/_COMMITTED`.
 pub fn committed_key(stage: &str) -> String {
     format!("cas/{stage}/_COMMITTED")

@@ -16,7 +16,8 @@ mod store;
 
 pub use cache::Cache;
 pub use layout::{
-    CHECKPOINT_MARKER, CheckpointMarker, Committed, attempt_prefix, committed_key, stage_prefix,
+    CHECKPOINT_MARKER, CheckpointMarker, Committed, attempt_key, attempt_prefix, committed_key,
+    stage_prefix,
 };
 pub use store::{ArtifactStore, PART_SIZE, S3Settings, install_crypto};
 

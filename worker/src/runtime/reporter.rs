@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::artifacts::{
-    ArtifactStore, CHECKPOINT_MARKER, CheckpointMarker, FileRecord, attempt_prefix, stage_prefix,
+    ArtifactStore, CHECKPOINT_MARKER, CheckpointMarker, FileRecord, attempt_key, stage_prefix,
 };
 use crate::stages::{CheckpointRole, Reporter, ResumePoint, StageError};
 
@@ -133,7 +133,7 @@ pub fn files_under(root: &Path, rel: &str) -> Result<Vec<String>, StageError> {
 
 impl RuntimeReporter {
     fn key(&self, rel: &str) -> String {
-        format!("{}/{rel}", attempt_prefix(&self.stage_id, self.attempt))
+        attempt_key(&self.stage_id, self.attempt, rel)
     }
 
     async fn resume_from(
@@ -169,7 +169,7 @@ impl RuntimeReporter {
             return Ok(None);
         };
         for f in &best.files {
-            let key = format!("{}/{}", attempt_prefix(&self.stage_id, attempt), f.path);
+            let key = attempt_key(&self.stage_id, attempt, &f.path);
             self.store.download_verified(&key, &dest.join(&f.path), f).await.map_err(infra)?;
         }
         // The earlier attempt's configured checkpoints up to the resume point are this
@@ -179,7 +179,7 @@ impl RuntimeReporter {
                 continue;
             }
             for f in &m.files {
-                let from = format!("{}/{}", attempt_prefix(&self.stage_id, *a), f.path);
+                let from = attempt_key(&self.stage_id, *a, &f.path);
                 self.store.copy(&from, &self.key(&f.path)).await.map_err(infra)?;
                 lock(&self.carried).insert(f.path.clone(), f.clone());
             }

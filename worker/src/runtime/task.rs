@@ -24,8 +24,8 @@ use super::WorkerConfig;
 use super::reporter::{RuntimeReporter, StopReason, TaskShared, files_under};
 use super::rpc::retrying;
 use crate::artifacts::{
-    ArtifactStore, CHECKPOINT_MARKER, Cache, Committed, FileRecord, attempt_prefix, committed_key,
-    stage_prefix,
+    ArtifactStore, CHECKPOINT_MARKER, Cache, Committed, FileRecord, attempt_key, attempt_prefix,
+    committed_key, stage_prefix,
 };
 use crate::stages::{self, StageCtx, StageError, ctx::short};
 
@@ -51,10 +51,6 @@ pub enum Outcome {
     HandedBack,
     /// Stopped without reporting: cancelled, or the lease was lost (its output discarded).
     Abandoned(String),
-}
-
-fn rel_of(stage: &str, attempt: u64, path: &str) -> String {
-    format!("{}/{path}", attempt_prefix(stage, attempt))
 }
 
 /// Runs `task` to its end; `gpu` is the CUDA ordinal assigned to it, if it asked for one.
@@ -279,7 +275,7 @@ impl stages::ctx::FetchInput for CacheFetch {
             if std::fs::metadata(&dest).is_ok_and(|m| m.len() == record.size) {
                 continue;
             }
-            let key = rel_of(&self.stage_id, self.attempt, path);
+            let key = attempt_key(&self.stage_id, self.attempt, path);
             let (cached, downloaded) = self
                 .handle
                 .block_on(self.env.cache.fetch(&self.env.store, &key, record))
@@ -339,7 +335,7 @@ async fn commit(
     let upload = |local: PathBuf, rel: String| async move {
         let mut r = env
             .store
-            .upload_file(&local, &rel_of(id, attempt, &rel))
+            .upload_file(&local, &attempt_key(id, attempt, &rel))
             .await
             .map_err(|e| e.to_string())?;
         r.path = rel;
@@ -428,7 +424,7 @@ async fn collect_losers(store: &ArtifactStore, stage: &str, canonical: u64) {
 }
 
 async fn upload_log(env: &TaskEnv, task: &v1::Task, shared: &TaskShared) {
-    let key = rel_of(&task.stage_id, task.epoch, "log.txt");
+    let key = attempt_key(&task.stage_id, task.epoch, "log.txt");
     if let Err(e) = env.store.put_bytes(&key, shared.log_text().into_bytes()).await {
         tracing::warn!(stage = %short(&task.stage_id), error = %e, "could not upload the stage log");
     }
