@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use crate::artifacts::{
     ArtifactStore, CHECKPOINT_MARKER, CheckpointMarker, FileRecord, attempt_key, stage_prefix,
 };
+use crate::stages::ctx::files_under;
 use crate::stages::{CheckpointRole, Reporter, ResumePoint, StageError};
 
 /// Why a task must stop.
@@ -106,31 +107,6 @@ fn infra(e: impl std::fmt::Display) -> StageError {
     StageError::Infrastructure(e.to_string())
 }
 
-/// Every file under `root/rel` (recursively), as paths relative to `root`, sorted.
-pub fn files_under(root: &Path, rel: &str) -> Result<Vec<String>, StageError> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join(rel)];
-    while let Some(dir) = stack.pop() {
-        if dir.is_file() {
-            if let Ok(r) = dir.strip_prefix(root) {
-                out.push(r.to_string_lossy().into_owned());
-            }
-            continue;
-        }
-        for e in std::fs::read_dir(&dir).map_err(|e| infra(format!("{}: {e}", dir.display())))? {
-            let e = e.map_err(infra)?;
-            let path = e.path();
-            if e.file_type().map_err(infra)?.is_dir() {
-                stack.push(path);
-            } else if let Ok(r) = path.strip_prefix(root) {
-                out.push(r.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 impl RuntimeReporter {
     fn key(&self, rel: &str) -> String {
         attempt_key(&self.stage_id, self.attempt, rel)
@@ -220,7 +196,7 @@ impl Reporter for RuntimeReporter {
         step: u64,
         role: CheckpointRole,
     ) -> Result<(), StageError> {
-        let files = files_under(&self.out, rel)?;
+        let files = files_under(&self.out, rel).map_err(infra)?;
         self.handle.block_on(async {
             let mut records = Vec::with_capacity(files.len());
             for f in &files {

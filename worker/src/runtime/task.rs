@@ -21,13 +21,14 @@ use wax_proto::client::Connection;
 use wax_proto::v1;
 
 use super::WorkerConfig;
-use super::reporter::{RuntimeReporter, StopReason, TaskShared, files_under};
+use super::reporter::{RuntimeReporter, StopReason, TaskShared};
 use super::rpc::retrying;
 use crate::artifacts::{
     ArtifactStore, CHECKPOINT_MARKER, Cache, Committed, FileRecord, attempt_key, attempt_prefix,
     committed_key, stage_prefix,
 };
-use crate::stages::{self, StageCtx, StageError, ctx::short};
+use crate::stages::ctx::{files_under, short};
+use crate::stages::{self, StageCtx, StageError};
 
 /// What every task of a worker shares.
 #[derive(Clone)]

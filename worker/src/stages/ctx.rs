@@ -49,19 +49,7 @@ impl InputDir {
 
     /// An input already complete on disk in `dir`.
     pub fn local(stage_id: &str, kind: &str, dir: &Path) -> InputDir {
-        let mut files = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(r) = p.strip_prefix(dir) {
-                    files.push(r.to_string_lossy().into_owned());
-                }
-            }
-        }
-        files.sort();
+        let files = files_under(dir, "").unwrap_or_default();
         InputDir {
             stage_id: stage_id.into(),
             kind: kind.into(),
@@ -321,6 +309,33 @@ impl StageCtx<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push((rel.to_string(), local.to_path_buf()));
     }
+}
+
+/// Every file at or under `root/rel` (recursively), as paths relative to `root`, sorted.
+pub fn files_under(root: &Path, rel: &str) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(rel)];
+    while let Some(dir) = stack.pop() {
+        if dir.is_file() {
+            if let Ok(r) = dir.strip_prefix(root) {
+                out.push(r.to_string_lossy().into_owned());
+            }
+            continue;
+        }
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        for e in entries {
+            let e = e?;
+            let path = e.path();
+            if e.file_type()?.is_dir() {
+                stack.push(path);
+            } else if let Ok(r) = path.strip_prefix(root) {
+                out.push(r.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The first 12 characters of an id, for logs.
