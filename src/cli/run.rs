@@ -76,19 +76,6 @@ pub async fn embedded(
     Ok((running, url, token))
 }
 
-/// Plans the manifest and reads every stage with the worker's types; model references must
-/// resolve on this machine.
-fn check_here(text: &str, source: &str) -> anyhow::Result<()> {
-    use wax_coordinator::manifest::{self, ManifestFormat};
-    let run = || -> Result<(), manifest::ManifestErrors> {
-        let m = manifest::parse(text, ManifestFormat::guess(source), source)?;
-        let trials = manifest::expand(&m)?;
-        let plan = wax_coordinator::plan::plan(&m, &trials, 0)?;
-        super::check::check(&m, &plan, true)
-    };
-    run().map_err(|errors| anyhow::anyhow!("{} problem(s):\n{errors}", errors.0.len()))
-}
-
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))
@@ -100,7 +87,7 @@ pub async fn run(flags: &CommonFlags, a: RunArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
     let source = a.manifest.display().to_string();
-    check_here(&text, &source)?;
+    super::sweeps::check_locally(&text, &source, true)?;
     let state = absolute(&a.state)?;
     let store_url = match a.store {
         Some(u) => u,

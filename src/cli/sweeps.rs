@@ -86,7 +86,7 @@ pub async fn submit(flags: &CommonFlags, a: SubmitArgs) -> anyhow::Result<()> {
     let s = Settings::load(flags, &[])?;
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
-    check_locally(&text, &a.manifest.display().to_string())?;
+    check_locally(&text, &a.manifest.display().to_string(), false)?;
     let conn = connect(&s).await?;
     let req = v1::SubmitRequest {
         manifest: text,
@@ -121,16 +121,17 @@ pub async fn submit(flags: &CommonFlags, a: SubmitArgs) -> anyhow::Result<()> {
 }
 
 /// Plans the manifest here and reads every stage config with the worker's types, so that a
-/// mistake is a located error now rather than a failed stage later. (The coordinator-only
-/// build has no worker types; its coordinator still refuses what it cannot plan.)
-pub fn check_locally(text: &str, source: &str) -> anyhow::Result<()> {
+/// mistake is a located error now rather than a failed stage later; with `here`, model
+/// references must also resolve on this machine (`wax run`). (The coordinator-only build has
+/// no worker types; its coordinator still refuses what it cannot plan.)
+pub fn check_locally(text: &str, source: &str, #[allow(unused)] here: bool) -> anyhow::Result<()> {
     use wax_coordinator::manifest::{self, ManifestFormat};
     let run = || -> Result<(), manifest::ManifestErrors> {
         let m = manifest::parse(text, ManifestFormat::guess(source), source)?;
         let trials = manifest::expand(&m)?;
         let _plan = wax_coordinator::plan::plan(&m, &trials, 0)?;
         #[cfg(feature = "worker")]
-        super::check::check(&m, &_plan, false)?;
+        super::check::check(&m, &_plan, here)?;
         Ok(())
     };
     run().map_err(|errors| anyhow::anyhow!("{} problem(s):\n{errors}", errors.0.len()))
