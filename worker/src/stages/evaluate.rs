@@ -11,31 +11,16 @@ use super::config::EvaluateStage;
 use super::ctx::{StageCtx, StageError};
 use super::extract::SubjectInfo;
 use super::rl::device_name;
-use super::write_json;
+use super::{read_json, write_json};
 use crate::evals::EvalError;
 use crate::evals::run::{EvalInputs, run_eval};
-
-fn read_json(path: &Path) -> Result<Value, StageError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
-}
 
 /// Rows of a JSONL file (missing file: none).
 fn read_jsonl(path: &Path) -> Result<Vec<Value>, StageError> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| StageError::Failed(format!("{}:{}: {e}", path.display(), i + 1)))
-        })
-        .collect()
+    crate::rl::metrics::read_jsonl(path).map_err(StageError::Failed)
 }
 
 fn classify(e: EvalError) -> StageError {

@@ -51,16 +51,21 @@ pub fn run(ctx: &StageCtx, config: &serde_json::Value) -> Result<(), StageError>
     }
 }
 
-/// Writes `value` as pretty JSON to `dir/name`.
+/// Writes `value` as pretty JSON to `dir/name` (atomically, with `vectors::store`).
 pub(crate) fn write_json<T: serde::Serialize>(
     dir: &Path,
     name: &str,
     value: &T,
 ) -> Result<(), StageError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| StageError::Failed(format!("{name}: {e}")))?;
-    std::fs::write(dir.join(name), text + "\n")
-        .map_err(|e| StageError::Infrastructure(format!("{}: {e}", dir.join(name).display())))
+    crate::vectors::store::write_json(&dir.join(name), value)
+        .map_err(|e| StageError::Infrastructure(e.to_string()))
+}
+
+/// Reads a JSON document of an input or of this stage's outputs.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, StageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
 }
 
 /// Runs a future from a stage's (synchronous) thread: on the runtime that started the stage

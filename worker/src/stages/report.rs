@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::config::ReportStage;
 use super::ctx::{StageCtx, StageError};
-use super::write_json;
+use super::{read_json, write_json};
 
 /// Reads `trial.json` of each trial's evaluate stage (an input of this stage).
 pub fn run(ctx: &StageCtx, st: &ReportStage) -> Result<(), StageError> {
@@ -19,11 +19,7 @@ pub fn run(ctx: &StageCtx, st: &ReportStage) -> Result<(), StageError> {
                 let input = ctx.inputs.iter().find(|i| &i.stage_id == id).ok_or_else(|| {
                     StageError::Config(format!("evaluate stage {id} is not an input of the report"))
                 })?;
-                let path = input.fetch(&["trial.json"])?.join("trial.json");
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?
+                read_json(&input.fetch(&["trial.json"])?.join("trial.json"))?
             }
             None => Value::Null,
         };
@@ -31,13 +27,8 @@ pub fn run(ctx: &StageCtx, st: &ReportStage) -> Result<(), StageError> {
     }
     let flat: Vec<Value> = rows.iter().map(flatten).collect();
     write_json(&ctx.out, "report.json", &json!({ "sweep": st.sweep, "trials": rows }))?;
-    let mut jsonl = String::new();
-    for r in &flat {
-        jsonl += &serde_json::to_string(r).map_err(|e| StageError::Failed(e.to_string()))?;
-        jsonl.push('\n');
-    }
-    std::fs::write(ctx.out.join("trials.jsonl"), jsonl)
-        .map_err(|e| StageError::Infrastructure(format!("trials.jsonl: {e}")))?;
+    crate::vectors::store::write_jsonl(&ctx.out.join("trials.jsonl"), &flat)
+        .map_err(|e| StageError::Infrastructure(e.to_string()))?;
     let md = markdown(&st.sweep, &flat);
     std::fs::write(ctx.out.join("report.md"), &md)
         .map_err(|e| StageError::Infrastructure(format!("report.md: {e}")))?;
