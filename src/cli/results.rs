@@ -1,54 +1,16 @@
 //! The table a finished sweep ends with: one row per trial, read from the report stage's
-//! `report.json` in the artifact store.
+//! `trials.jsonl` (its flat per-trial records) in the artifact store.
 
 use std::io::Write;
 
 use anyhow::Context;
 use serde_json::Value;
-use wax_worker::artifacts::{ArtifactStore, attempt_prefix};
+use wax_worker::artifacts::{ArtifactStore, attempt_key, attempt_prefix};
 
 use super::sweep_view::SweepView;
 
 fn num(v: &Value, digits: usize) -> String {
     v.as_f64().map_or_else(|| "–".to_string(), |x| format!("{x:+.digits$}"))
-}
-
-/// The trained model's maze tracking d (activations of the trained model on its own v).
-fn tracking(trial: &Value, concept: &str) -> String {
-    trial["tracking"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["model"] == "trained" && r["vectors"] == "v" && r["concept"] == concept)
-        .map_or_else(|| "–".into(), |r| num(&r["d"], 2))
-}
-
-/// The steering slope of the trained model's own vector on the first group of `eval`.
-fn slope(trial: &Value, eval: &str, concept: &str) -> Option<String> {
-    trial["steering"]
-        .as_array()?
-        .iter()
-        .find(|r| r["eval"] == eval && r["condition"] == "trained-v" && r["concept"] == concept)
-        .map(|r| num(&r["slope"], 3))
-}
-
-fn param_text(params: &Value) -> String {
-    params
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let k = k.rsplit('.').next().unwrap_or(k);
-                    match v {
-                        Value::String(s) => format!("{k}={s}"),
-                        Value::Object(_) | Value::Array(_) => format!("{k}=…"),
-                        other => format!("{k}={other}"),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 /// Prints the per-trial table of a finished sweep and where its artifacts are.
@@ -70,25 +32,27 @@ pub async fn print_results(
         return Ok(());
     };
     let prefix = attempt_prefix(&report.stage_id, report.committed_attempt);
+    let key = attempt_key(&report.stage_id, report.committed_attempt, "trials.jsonl");
     let bytes = store
-        .get_bytes(&format!("{prefix}/report.json"))
+        .get_bytes(&key)
         .await?
-        .with_context(|| format!("{}/{prefix}/report.json is missing", store.url()))?;
-    let doc: Value = serde_json::from_slice(&bytes).context("report.json")?;
+        .with_context(|| format!("{}/{key} is missing", store.url()))?;
+    let mut rows: Vec<Value> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("trials.jsonl")?;
     // In trial order (the report lists them in a canonical order of their parameters).
-    let index_of = |r: &Value| {
-        view.trials
-            .iter()
-            .find(|tr| {
-                r["evaluate"]
-                    .as_str()
-                    .is_some_and(|e| tr.stages.get("evaluate").is_some_and(|x| x == e))
-            })
-            .map_or(u32::MAX, |tr| tr.index)
+    let trial_of = |r: &Value| {
+        view.trials.iter().find(|tr| {
+            r["evaluate"]
+                .as_str()
+                .is_some_and(|e| tr.stages.get("evaluate").is_some_and(|x| x == e))
+        })
     };
-    let mut rows = doc["trials"].as_array().cloned().unwrap_or_default();
-    rows.sort_by_key(|r| index_of(r));
-    let has_steering = rows.iter().any(|r| slope(&r["trial"], "sentiment", "mold").is_some());
+    rows.sort_by_key(|r| trial_of(r).map_or(u32::MAX, |t| t.index));
+    let has_steering = rows.iter().any(|r| r.get("slope_sentiment_all_mold").is_some());
     writeln!(out)?;
     write!(
         out,
@@ -100,20 +64,13 @@ pub async fn print_results(
     }
     writeln!(out)?;
     for (i, r) in rows.iter().enumerate() {
-        let t = &r["trial"];
-        let ret =
-            format!("{} → {}", num(&t["rl"]["return_before"], 1), num(&t["rl"]["return_after"], 1));
-        let cos = format!(
-            "{} / {}",
-            num(&t["extract"]["trained"]["cos_min"], 2),
-            num(&t["extract"]["naive"]["cos_min"], 2)
-        );
-        let d = format!("{} / {}", tracking(t, "mold"), tracking(t, "gold"));
-        let index = match index_of(r) {
-            u32::MAX => i as u32,
-            i => i,
+        let ret = format!("{} → {}", num(&r["return_before"], 1), num(&r["return_after"], 1));
+        let cos = format!("{} / {}", num(&r["cos_min_trained"], 2), num(&r["cos_min_naive"], 2));
+        let d = format!("{} / {}", num(&r["tracking_d_mold"], 2), num(&r["tracking_d_gold"], 2));
+        let (index, mut cond) = match trial_of(r) {
+            Some(t) => (t.index, t.label()),
+            None => (i as u32, "?".to_string()),
         };
-        let mut cond = param_text(&r["params"]);
         if cond.chars().count() > 44 {
             cond = cond.chars().take(43).collect::<String>() + "…";
         }
@@ -121,8 +78,8 @@ pub async fn print_results(
         if has_steering {
             let s = format!(
                 "{} / {}",
-                slope(t, "sentiment", "mold").unwrap_or_else(|| "–".into()),
-                slope(t, "sentiment", "gold").unwrap_or_else(|| "–".into())
+                num(&r["slope_sentiment_all_mold"], 3),
+                num(&r["slope_sentiment_all_gold"], 3)
             );
             write!(out, " {s:>17}")?;
         }
