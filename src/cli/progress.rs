@@ -90,6 +90,9 @@ pub async fn follow(
         ));
     }
     let mut last_status = Instant::now();
+    // Stage states change only when the sweep's counts or its running attempts do: the stage
+    // list is fetched again only then.
+    let mut last_seen: Option<(Option<v1::StageCounts>, Vec<(String, u64)>)> = None;
     tokio::pin!(interrupt);
     loop {
         tokio::select! {
@@ -101,7 +104,12 @@ pub async fn follow(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let sw = get_sweep(conn, sweep).await?;
-        plan = SweepView::fetch(conn, sweep).await?;
+        let now_seen =
+            (sw.counts, sw.running.iter().map(|r| (r.stage_id.clone(), r.attempt)).collect());
+        if last_seen.as_ref() != Some(&now_seen) {
+            plan = SweepView::fetch(conn, sweep).await?;
+            last_seen = Some(now_seen);
+        }
         for s in &plan.stages {
             let before = seen.insert(s.stage_id.clone(), (s.state.clone(), s.attempt));
             let changed = before.as_ref().is_none_or(|(st, a)| st != &s.state || *a != s.attempt);
