@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 mod common_s3;
 
 use serde_json::{Value, json};
+use wax_coordinator::plan::deep_merge;
 use wax_worker::stages::{self, InputDir, LocalReporter, StageCtx, StageError};
 
 fn cache() -> PathBuf {
@@ -16,23 +17,6 @@ fn cache() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("wax-builtin-cache")
-}
-
-fn merge(base: &Value, over: &Value) -> Value {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            let mut m = b.clone();
-            for (k, v) in o {
-                let merged = match b.get(k) {
-                    Some(bv) => merge(bv, v),
-                    None => v.clone(),
-                };
-                m.insert(k.clone(), merged);
-            }
-            Value::Object(m)
-        }
-        (_, o) => o.clone(),
-    }
 }
 
 struct Run {
@@ -68,7 +52,8 @@ impl Run {
             external: Default::default(),
             reporter: &reporter,
         };
-        let config = merge(&wax_proto::catalog::defaults(kind), &overlay);
+        // As the coordinator's planner merges them.
+        let config = deep_merge(&wax_proto::catalog::defaults(kind), &overlay);
         stages::run(&ctx, &config)?;
         // Files a stage leaves where they are (a model snapshot) are uploaded from there; here
         // they are linked in, as a download of the artifact would place them.
