@@ -44,6 +44,10 @@ impl View {
     }
 }
 
+/// What, in a sweep's report, shows that a stage may have changed state: its counts and the
+/// running attempts.
+type Snapshot = (Option<v1::StageCounts>, Vec<(String, u64)>);
+
 fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
@@ -92,7 +96,7 @@ pub async fn follow(
     let mut last_status = Instant::now();
     // Stage states change only when the sweep's counts or its running attempts do: the stage
     // list is fetched again only then.
-    let mut last_seen: Option<(Option<v1::StageCounts>, Vec<(String, u64)>)> = None;
+    let mut last_seen: Option<Snapshot> = None;
     tokio::pin!(interrupt);
     loop {
         tokio::select! {
