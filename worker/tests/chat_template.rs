@@ -6,29 +6,16 @@
 
 #[path = "common/chat_script.rs"]
 mod chat_script;
+#[path = "common/small_tokenizer.rs"]
+mod small_tokenizer;
 
 use chat_script::{repo_root, transformers};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use small_tokenizer::small_tokenizer;
+use std::path::PathBuf;
 use std::sync::Arc;
 use wax_worker::maze::{EnvConfig, Episode, Maze, MazeConfig, PolicyKind, ScriptedPolicy};
-use wax_worker::tokenizer::{
-    ChatArgs, ChatTemplate, Corpus, MazeTextConfig, Message, PlainTemplate, Tokenizer, TrainConfig,
-    train_builtin,
-};
-
-/// A small builtin tokenizer (fast to train) in `dir`.
-fn small_tokenizer(dir: &Path) -> Tokenizer {
-    let corpus = Corpus::locate(None).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = TrainConfig {
-        vocab_size: 1024,
-        english_max_bytes: Some(300_000),
-        validation_max_bytes: 0,
-        maze: MazeTextConfig { episodes: 16, synthetic_per_class: 2, ..MazeTextConfig::default() },
-        ..TrainConfig::default()
-    };
-    train_builtin(&corpus, &cfg, dir).unwrap_or_else(|e| panic!("{e}")).0
-}
+use wax_worker::tokenizer::{ChatArgs, ChatTemplate, Message, PlainTemplate, Tokenizer};
 
 /// Played episodes of several seeds, at least one with a wind turn, as chat messages; some
 /// with a system message, some cut after a user message, some after an answer.

@@ -7,10 +7,19 @@
 //! neighbour before the move (for the equalized entropy bonus), and the sampling log-probability
 //! of every move (the "old" log-probs of the update) are recorded.
 //!
-//! Token layout, shared with training: a conversation is the concatenation of per-turn segments
-//! `close(previous assistant turn) + user turn with generation prompt`, each tokenized on its
-//! own, followed by the move token. For ChatML templates this is exactly the template's
-//! rendering of the whole conversation.
+//! Token layout, shared with training and extraction: a conversation is the concatenation of
+//! per-turn segments, each tokenized on its own and followed by the move token. Turn 1's segment
+//! is the template's rendering of the first user message with the generation prompt (including
+//! whatever the template writes once, such as a default system prompt); a later turn's segment
+//! is what the template writes after an assistant message up to the next generation prompt:
+//! the close of the previous assistant turn, the user message and the prompt. Both are taken
+//! as differences of whole-conversation renderings, so for every template that renders a
+//! conversation as an append-only sequence (ChatML, SmolLM2's and Qwen2.5's default system
+//! prompts, Qwen3 with thinking on) the concatenation is exactly the template's rendering of
+//! the whole conversation. Templates that rewrite earlier turns (Qwen3 with `enable_thinking`
+//! off drops the empty think block of past answers) cannot be rendered append-only; for them
+//! each turn keeps what the template wrote when it was the latest, and
+//! [`TurnLayout::matches_whole_conversation`] is false.
 
 use crate::generate::{Allowed, Chunk, GenerateError, GenerateOptions, Sampling, Session};
 use crate::maze::{ChatMessage, Dir, EnvConfig, Episode, Maze, Tile};
@@ -22,14 +31,16 @@ use std::sync::Arc;
 pub struct TurnLayout {
     template: ChatTemplate,
     args: ChatArgs,
-    /// Tokens that close an assistant turn (ChatML: `<|im_end|>\n`), as text.
-    close: String,
+    /// Whether segments concatenate to the template's rendering of the whole conversation.
+    exact: bool,
     /// Token ids of N, E, S, W.
     pub moves: [i64; 4],
 }
 
-/// A content string no template writes by itself: used to split a rendering around a message.
+/// An assistant content no template writes by itself: splits a rendering after an answer.
 const PROBE: &str = "\u{E000}";
+/// The first user message of the probe conversation that later turns' segments are cut from.
+const PROBE_USER: &str = "q";
 
 impl TurnLayout {
     /// The layout of `template`; the move letters must be single tokens of `tokenizer`.
@@ -42,19 +53,6 @@ impl TurnLayout {
         if let Some(on) = enable_thinking {
             args = args.enable_thinking(on);
         }
-        let full = template.render_maze(
-            &[ChatMessage::user("q"), ChatMessage::assistant(PROBE)],
-            &ChatArgs { add_generation_prompt: false, ..args.clone() },
-        )?;
-        let close = match full.rsplit_once(PROBE) {
-            Some((_, after)) => after.to_string(),
-            None => {
-                return Err(TokenizerError::Template {
-                    name: template.name().to_string(),
-                    why: "the template does not write assistant content verbatim".into(),
-                });
-            }
-        };
         let mut moves = [0i64; 4];
         for (slot, d) in moves.iter_mut().zip(Dir::ALL) {
             let letter = d.letter().to_string();
@@ -69,14 +67,58 @@ impl TurnLayout {
                 }
             }
         }
-        Ok(TurnLayout { template, args, close, moves })
+        let mut layout = TurnLayout { template, args, exact: false, moves };
+        // Probing writes an answer with a character the template must pass through verbatim.
+        layout.segment_text(2, "p")?;
+        layout.exact = layout.append_only()?;
+        if !layout.exact {
+            tracing::warn!(
+                template = layout.template.name(),
+                "the chat template rewrites earlier turns when a conversation grows; each maze \
+                 turn keeps the tokens the template wrote when it was the latest"
+            );
+        }
+        Ok(layout)
     }
 
-    /// The text of turn `turn` (1-based) before the move: the previous turn's close, then the
-    /// user message with the generation prompt.
+    /// Whether the concatenated segments and moves equal the template's rendering of the whole
+    /// conversation (checked at construction on a three-turn probe conversation).
+    pub fn matches_whole_conversation(&self) -> bool {
+        self.exact
+    }
+
+    fn append_only(&self) -> Result<bool, TokenizerError> {
+        let users = ["first", "second", "third"];
+        let mut msgs = Vec::new();
+        let mut joined = String::new();
+        for (i, u) in users.iter().enumerate() {
+            joined.push_str(&self.segment_text(i as u32 + 1, u)?);
+            msgs.push(ChatMessage::user(*u));
+            if i + 1 < users.len() {
+                joined.push('E');
+                msgs.push(ChatMessage::assistant("E"));
+            }
+        }
+        Ok(self.template.render_maze(&msgs, &self.args)? == joined)
+    }
+
+    /// The text of turn `turn` (1-based) before the move: for turn 1 the rendering of the
+    /// first user message with the generation prompt; for later turns what the template writes
+    /// after an answer up to the next generation prompt.
     pub fn segment_text(&self, turn: u32, user: &str) -> Result<String, TokenizerError> {
-        let open = self.template.render_maze(&[ChatMessage::user(user)], &self.args)?;
-        Ok(if turn > 1 { format!("{}{open}", self.close) } else { open })
+        if turn <= 1 {
+            return self.template.render_maze(&[ChatMessage::user(user)], &self.args);
+        }
+        let probe =
+            [ChatMessage::user(PROBE_USER), ChatMessage::assistant(PROBE), ChatMessage::user(user)];
+        let full = self.template.render_maze(&probe, &self.args)?;
+        match full.split_once(PROBE) {
+            Some((_, after)) if !after.contains(PROBE) => Ok(after.to_string()),
+            _ => Err(TokenizerError::Template {
+                name: self.template.name().to_string(),
+                why: "the template does not write assistant content verbatim once".into(),
+            }),
+        }
     }
 
     /// Token ids of [`TurnLayout::segment_text`].
