@@ -155,7 +155,7 @@ pub fn defaults(kind: &str) -> Value {
                     "max_mazes_per_trajectory": 10_000,
                 },
                 "heldout_fraction": 0.2,
-                "split_seed": 0,
+                "block_seed": 0,
                 "batch_tokens": 16_384,
                 "chunk": 512,
                 "blocks": 20,

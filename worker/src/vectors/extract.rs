@@ -6,8 +6,9 @@
 //! forwarded in chunks, and only per-class sums are kept (plus `blocks` per-class block sums for
 //! the bootstrap), never the activations.
 //!
-//! A seeded split sends `heldout_fraction` of the trajectories to a held-out set. The vectors
-//! are fitted on the rest: class means `μ_c`, one-vs-rest `v_c = μ_c − mean(rest)` pooled over
+//! The last `heldout_fraction` of each class's indices are held out ([`HeldoutSplit`]: an
+//! index split, the same for every class, so that held-out AUROC is unbiased under the null).
+//! The vectors are fitted on the rest: class means `μ_c`, one-vs-rest `v_c = μ_c − mean(rest)` pooled over
 //! the other classes' trajectories (Eq. 1/7), and the Path-reference `ṽ_c = μ_c − μ_Path`
 //! (Eq. 3). The held-out trajectories are then projected on the fitted vectors at every layer
 //! for layer selection (§4.1), so the selected layer scores exactly the vector that is steered.
@@ -20,6 +21,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::capture::{Probe, capture_spans};
 use super::select::{LayerScore, Selection, emotion_layer, score_layer, select_layer};
+use super::split::HeldoutSplit;
 use super::store::{read_safetensors, write_json, write_jsonl, write_safetensors};
 use super::{Subject, VectorError};
 use crate::maze::render::Role;
@@ -84,10 +86,11 @@ pub struct ExtractConfig {
     pub maze: Option<MazeConfig>,
     /// Episode rules for rendering (clause order, melting, mapping); `None`: as for `maze`.
     pub env: Option<EnvConfig>,
-    /// Share of trajectories held out for layer selection (the paper does not give it).
+    /// Share of each class's trajectories held out for layer selection (the paper does not
+    /// give it): the last `round(heldout_fraction × per_class)` indices of every class.
     pub heldout_fraction: f64,
-    /// Seed of the held-out split.
-    pub split_seed: u64,
+    /// Seed of the bootstrap's random assignment of fitted trajectories to blocks.
+    pub block_seed: u64,
     /// Padded tokens per forward batch.
     pub batch_tokens: usize,
     /// Trajectories generated and forwarded per chunk.
@@ -105,7 +108,7 @@ impl Default for ExtractConfig {
             maze: None,
             env: None,
             heldout_fraction: 0.2,
-            split_seed: 0,
+            block_seed: 0,
             batch_tokens: 16_384,
             chunk: 512,
             blocks: 20,
@@ -118,9 +121,10 @@ impl ExtractConfig {
     pub fn validate(&self) -> Result<(), VectorError> {
         let bad =
             |field: &str, why: &str| Err(VectorError::Input(format!("extract.{field}: {why}")));
-        if !(0.0..1.0).contains(&self.heldout_fraction) || self.heldout_fraction.is_nan() {
-            return bad("heldout_fraction", "must lie in [0, 1)");
+        if !(self.heldout_fraction > 0.0 && self.heldout_fraction < 1.0) {
+            return bad("heldout_fraction", "must lie in (0, 1)");
         }
+        HeldoutSplit::new(self.synthetic.per_class, self.heldout_fraction)?;
         if self.batch_tokens == 0 || self.chunk == 0 {
             return bad("batch_tokens", "batch_tokens and chunk must be positive");
         }
@@ -471,16 +475,17 @@ pub fn resolve_rules(cfg: &ExtractConfig, subject: &Subject) -> (MazeConfig, Env
     (maze, env)
 }
 
-/// The next `n` synthetic trajectories (class and tokens) in generation order.
+/// The next `n` synthetic trajectories (class, index within the class, tokens) in generation
+/// order.
 fn generate_chunk(
     generator: &mut SyntheticGenerator,
     subject: &Subject,
     n: usize,
-) -> Result<Vec<(Concept, Vec<i64>)>, VectorError> {
+) -> Result<Vec<(Concept, usize, Vec<i64>)>, VectorError> {
     let mut out = Vec::with_capacity(n);
     for t in generator.by_ref().take(n) {
         let t = t?;
-        out.push((Concept::of_tile(t.class), trajectory_tokens(subject, &t)?));
+        out.push((Concept::of_tile(t.class), t.index, trajectory_tokens(subject, &t)?));
     }
     Ok(out)
 }
@@ -492,6 +497,10 @@ pub fn extract(
     mut progress: impl FnMut(ExtractProgress),
 ) -> Result<Extraction, VectorError> {
     cfg.validate()?;
+    let split = HeldoutSplit::new(cfg.synthetic.per_class, cfg.heldout_fraction)?;
+    if let Some(w) = split.warning() {
+        tracing::warn!("{w}");
+    }
     let start = Instant::now();
     let (maze, env) = resolve_rules(cfg, subject);
     let mut synthetic = cfg.synthetic.clone();
@@ -508,8 +517,7 @@ pub fn extract(
         [vec![0usize; cfg.blocks], vec![0usize; cfg.blocks], vec![0usize; cfg.blocks]];
     let mut fit_counts = [0usize; 3];
     let mut heldout: Vec<(Concept, Vec<i64>)> = Vec::new();
-    let mut split = WaxRng::new(cfg.split_seed, Stream::Split);
-    let mut block_of = WaxRng::new(cfg.split_seed, Stream::Bootstrap);
+    let mut block_of = WaxRng::new(cfg.block_seed, Stream::Bootstrap);
     let mut done = 0usize;
     let mut tokens = 0usize;
     while done < total {
@@ -521,9 +529,9 @@ pub fn extract(
         // (class, block) of each fitted trajectory.
         let mut fit: Vec<(Concept, usize)> = Vec::new();
         let mut probes = Vec::new();
-        for (c, ids) in chunk {
+        for (c, index, ids) in chunk {
             tokens += ids.len();
-            if split.unit() < cfg.heldout_fraction {
+            if split.holds_out(index) {
                 heldout.push((c, ids));
                 continue;
             }

@@ -4,7 +4,8 @@
 //! - [`subject`]: a model under measurement (weights, tokenizer, templates, provenance).
 //! - [`capture`]: batched residual capture, averaged over one span per sequence.
 //! - [`extract`]: synthetic trajectories → class sums (streaming) → one-vs-rest vectors, the
-//!   Path-reference variant, held-out projections and layer selection ([`select`]).
+//!   Path-reference variant, held-out projections and layer selection ([`select`]) on an
+//!   index split that is unbiased under the null ([`split`]).
 //! - [`store`]: `.safetensors` with metadata, JSONL tables.
 //! - [`geometry`], [`lens`], [`emotions`]: the analyses of §5.
 
@@ -15,6 +16,7 @@ pub mod geometry;
 pub mod lens;
 pub mod run;
 pub mod select;
+pub mod split;
 pub mod store;
 pub mod subject;
 
