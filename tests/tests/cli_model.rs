@@ -152,3 +152,63 @@ fn bad_steer_arguments_are_clear_errors() {
     let e = with(&format!("{}:1:1", f.display()));
     assert!(e.contains("[64]") && e.contains("[128]"), "{e}");
 }
+
+/// `wax model forward` keeps what transformers computes on the same snapshot and tokens:
+/// logits, the embeddings, every block output and the final norm (≤ 1e-4, float32).
+#[test]
+fn forward_saves_the_activations_transformers_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cache.safetensors");
+    let file_s = file.display().to_string();
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "model",
+        "forward",
+        "builtin:1m",
+        "--prompt",
+        "You stand in a maze. Where do you move?",
+        "--chat",
+        "--sites",
+        "resid_post,mlp_out",
+        "--out",
+        &file_s,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let names: Vec<&str> =
+        json["tensors"].as_array().unwrap().iter().map(|t| t[0].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2 + 2 * 4 + 1, "{names:?}");
+    assert!(names.contains(&"mlp_out.3") && names.contains(&"resid_post.0"), "{names:?}");
+    assert_eq!(json["next"].as_array().unwrap().len(), 5);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["model", "inspect", "builtin:1m", "--output", "json"])).unwrap();
+    let snapshot = info["dir"].as_str().unwrap();
+    let out = std::process::Command::new(wax_tests::python())
+        .arg(wax_tests::workspace_root().join("scripts/fixtures/forward_reference.py"))
+        .args([snapshot, &file_s])
+        .output()
+        .expect("run the project's Python (make bootstrap)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diffs = r["max_abs_diff"].as_object().unwrap();
+    assert_eq!(diffs.len(), 2 + 3 + 1, "{r}");
+    for (name, d) in diffs {
+        assert!(d.as_f64().unwrap() <= 1e-4, "{name}: max |wax − transformers| = {d}");
+    }
+    // Bad layers and sites are clear errors.
+    let e = err(&[
+        "model",
+        "forward",
+        "builtin:1m",
+        "--prompt",
+        "x",
+        "--layers",
+        "9",
+        "--out",
+        &file_s,
+    ]);
+    assert!(e.contains("layer 9 is out of range") && e.contains("4 layers"), "{e}");
+    let e =
+        err(&["model", "forward", "builtin:1m", "--prompt", "x", "--sites", "q", "--out", &file_s]);
+    assert!(e.contains("unknown site `q`") && e.contains("resid_post"), "{e}");
+}

@@ -22,6 +22,7 @@ pub mod cuda_graph;
 pub mod device;
 pub mod evals;
 pub mod generate;
+pub mod gguf;
 pub mod kernel_cache;
 pub mod maze;
 pub mod model;

@@ -9,11 +9,14 @@
 //! temporary sibling directory and renamed into place, so concurrent processes never see a
 //! partial snapshot.
 
+mod forward;
 mod init;
 mod inspect;
 mod ladder;
+pub mod pretrained;
 mod textgen;
 
+pub use forward::{ForwardRequest, ForwardResult, NextToken, SITES, forward_to_file};
 pub use init::{INIT_STD, write_initial_weights};
 pub use inspect::{ModelSummary, inspect_snapshot, preview_conversation};
 pub use ladder::{LADDER, LadderSize, MAX_POSITIONS, ROPE_THETA, ladder_names, ladder_size};
@@ -248,10 +251,14 @@ pub fn builtin_snapshot(reference: BuiltinRef) -> Result<PathBuf, BuiltinError> 
 }
 
 /// Resolves a model reference to a snapshot directory: `builtin:<size>[@seed]` (created in the
-/// cache if needed) or a local directory holding `config.json`.
+/// cache if needed), `pretrained:<name>` (imported into the cache on first use) or a local
+/// directory holding `config.json`.
 pub fn resolve_model_ref(reference: &str) -> Result<PathBuf, BuiltinError> {
     if reference.starts_with(BUILTIN_PREFIX) {
         return builtin_snapshot(BuiltinRef::parse(reference)?);
+    }
+    if reference.starts_with(pretrained::PRETRAINED_PREFIX) {
+        return pretrained::pretrained_snapshot(reference);
     }
     let path = PathBuf::from(reference);
     if !path.is_dir() {

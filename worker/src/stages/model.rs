@@ -2,8 +2,9 @@
 //!
 //! References: `builtin:<size>[@seed]` (a seeded random-init model of the builtin ladder),
 //! `hf-dir:<path>` (a local Hugging Face snapshot directory: `config.json`, `*.safetensors`,
-//! `tokenizer.json`, `tokenizer_config.json`) and `s3://bucket/prefix` (the same files under an
-//! S3 prefix, read with the worker's S3 settings).
+//! `tokenizer.json`, `tokenizer_config.json`), `pretrained:<name>` (a real pretrained model
+//! installed from a registry package, see `crate::builtin::pretrained`) and `s3://bucket/prefix`
+//! (the same files under an S3 prefix, read with the worker's S3 settings).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::config::ModelStage;
 use super::ctx::{StageCtx, StageError};
 use crate::artifacts::{ArtifactStore, FileRecord};
+use crate::builtin::pretrained::{PRETRAINED_PREFIX, lookup, pretrained_names};
 use crate::builtin::{BUILTIN_PREFIX, BuiltinRef, inspect_snapshot};
 
 /// The file a model stage writes next to the snapshot: where it came from and what it is.
@@ -68,6 +70,14 @@ pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
                 m.reference
             ));
             crate::builtin::builtin_snapshot(*r)
+                .map_err(|e| StageError::from_message(e.to_string()))?
+        }
+        ModelRef::Pretrained(name) => {
+            ctx.log(format!(
+                "resolving {} (imported from its GGUF file on first use; cached on this machine)",
+                m.reference
+            ));
+            crate::builtin::pretrained::pretrained_snapshot(name)
                 .map_err(|e| StageError::from_message(e.to_string()))?
         }
         ModelRef::HfDir(dir) => {
@@ -159,6 +169,8 @@ pub const S3_PREFIX: &str = "s3://";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelRef {
     Builtin(BuiltinRef),
+    /// A `pretrained:` name (known to [`crate::builtin::pretrained::PRETRAINED`]).
+    Pretrained(&'static str),
     HfDir(PathBuf),
     S3 { bucket: String, prefix: String },
 }
@@ -167,6 +179,9 @@ pub enum ModelRef {
 pub fn check_reference(reference: &str) -> Result<ModelRef, String> {
     if reference.starts_with(BUILTIN_PREFIX) {
         return BuiltinRef::parse(reference).map(ModelRef::Builtin).map_err(|e| e.to_string());
+    }
+    if reference.starts_with(PRETRAINED_PREFIX) {
+        return lookup(reference).map(|p| ModelRef::Pretrained(p.name)).map_err(|e| e.to_string());
     }
     if let Some(path) = reference.strip_prefix(HF_DIR_PREFIX) {
         if path.trim().is_empty() {
@@ -186,16 +201,21 @@ pub fn check_reference(reference: &str) -> Result<ModelRef, String> {
     }
     Err(format!(
         "unknown model reference `{reference}`: expected `builtin:<size>[@seed]` (sizes {}), \
-         `hf-dir:<snapshot directory>` or `s3://bucket/prefix`",
-        crate::builtin::ladder_names()
+         `pretrained:<name>` (names {}), `hf-dir:<snapshot directory>` or `s3://bucket/prefix`",
+        crate::builtin::ladder_names(),
+        pretrained_names()
     ))
 }
 
 /// For a reference that must resolve on this machine (`wax run`): a local snapshot exists and
-/// holds `config.json`.
+/// holds `config.json`; a pretrained model is installed (imported or its GGUF file present).
 pub fn check_local(reference: &str) -> Result<(), String> {
-    if let ModelRef::HfDir(dir) = check_reference(reference)? {
-        check_snapshot_dir(&dir)?;
+    match check_reference(reference)? {
+        ModelRef::HfDir(dir) => check_snapshot_dir(&dir)?,
+        ModelRef::Pretrained(_) => {
+            crate::builtin::pretrained::check_installed(reference).map_err(|e| e.to_string())?
+        }
+        _ => {}
     }
     Ok(())
 }
