@@ -172,7 +172,10 @@ pub enum ModelRef {
     /// A `pretrained:` name (known to [`crate::builtin::pretrained::PRETRAINED`]).
     Pretrained(&'static str),
     HfDir(PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 /// Parses a model reference; the error says what is accepted.
