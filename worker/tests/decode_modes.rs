@@ -14,7 +14,8 @@ use wax_worker::generate::{
 };
 use wax_worker::model::{HookPoint, KvCache, LayerSite, Model, SteerScope, StepInput, TokenRole};
 
-const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
+/// GPT-OSS's window (4 tokens) is engaged throughout: the conversations run over 100 tokens.
+const FAMILIES: [&str; 6] = ["qwen3", "llama", "qwen2", "gpt_neox", "olmo2", "gpt_oss"];
 
 fn load(name: &str) -> Model {
     Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture model")
@@ -431,7 +432,8 @@ fn steering_between_adds(model: &Model, seed: i64) -> Vec<SteerSpec> {
 /// graph-ready step gives the conversation of the ops: unsteered (every add fused into the norm
 /// after it, the last block's into the final norm), steered between the adds and their norms
 /// (those norms run as ops), and with all three kernels' arithmetic. GPT-NeoX (LayerNorm,
-/// parallel residual) keeps the ops.
+/// parallel residual), OLMo-2 (post-norms) and GPT-OSS (norms rounded after their float32
+/// weight) keep the ops.
 #[test]
 fn the_residual_norm_kernels_arithmetic_gives_the_conversation_of_the_ops() {
     use wax_worker::model::{StepAttention, StepNorm, StepPrep};
@@ -440,7 +442,8 @@ fn the_residual_norm_kernels_arithmetic_gives_the_conversation_of_the_ops() {
         assert_eq!(model.step_norm(), StepNorm::Ops, "{name}: default");
         model.set_step_norm(StepNorm::Reference);
         let fused = model.step_norm_in_use() == StepNorm::Reference;
-        assert_eq!(fused, name != "gpt_neox", "{name}: where the fused layers apply");
+        let fusable = !matches!(name, "gpt_neox" | "olmo2" | "gpt_oss");
+        assert_eq!(fused, fusable, "{name}: where the fused layers apply");
         for case in ["unsteered", "steered between adds and norms", "steered"] {
             let steer_for = |model: &Model| match case {
                 "unsteered" => Vec::new(),

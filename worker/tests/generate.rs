@@ -13,7 +13,8 @@ use wax_worker::model::{
     ForwardInput, HookPoint, Hooks, LayerSite, Model, SteerScope, Steering, TokenRole,
 };
 
-const FAMILIES: [&str; 4] = ["qwen3", "llama", "qwen2", "gpt_neox"];
+/// GPT-OSS's sliding window (4 tokens) is engaged: every row outgrows it while decoding.
+const FAMILIES: [&str; 6] = ["qwen3", "llama", "qwen2", "gpt_neox", "olmo2", "gpt_oss"];
 
 fn load(name: &str) -> Model {
     Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture model")
@@ -76,9 +77,19 @@ fn cached_batched_greedy_equals_uncached_greedy() {
     }
 }
 
+/// Rows of different lengths are left-padded within each chunk, so after two turns pads sit
+/// between real tokens in the cache; positions (and GPT-OSS's sliding window, defined on them)
+/// count real tokens only, so every row continues as its unpadded history would.
 #[test]
 fn multi_turn_continues_from_the_cache_exactly() {
-    let model = load("qwen3");
+    for name in ["qwen3", "gpt_oss"] {
+        multi_turn_continues(name);
+    }
+}
+
+fn multi_turn_continues(name: &str) {
+    let model = load(name);
+    let vocab = model.config().vocab_size;
     let stop = 7i64;
     let mut s = Session::new(&model, &[1, 2], 96, Vec::new()).unwrap();
     let first = [vec![5i64, 17, 42], vec![9i64, 100, 3, 77, 12]];
@@ -92,8 +103,8 @@ fn multi_turn_continues_from_the_cache_exactly() {
         max_new_tokens: 4,
         sampling: Sampling { temperature: 1.0, ..Default::default() },
         allowed: Allowed::PerStep(vec![
-            Allowed::only(&moves, 320, Device::Cpu),
-            Allowed::only(&[stop], 320, Device::Cpu),
+            Allowed::only(&moves, vocab, Device::Cpu),
+            Allowed::only(&[stop], vocab, Device::Cpu),
         ]),
         stop_tokens: vec![stop],
         check_every: 1,
@@ -124,7 +135,7 @@ fn multi_turn_continues_from_the_cache_exactly() {
     for i in 0..2 {
         let history: Vec<i64> =
             [first[i].clone(), t1.tokens[i].clone(), second[i].clone()].concat();
-        assert_eq!(t2.tokens[i], greedy_uncached(&model, &history, 6), "row {i}");
+        assert_eq!(t2.tokens[i], greedy_uncached(&model, &history, 6), "{name}: row {i}");
         assert_eq!(s.lengths()[i], history.len() as i64 + 5, "fed all but the last token");
     }
 }
@@ -226,7 +237,7 @@ fn steering_in_generation_zero_alpha_is_identity_and_nonzero_changes_output() {
 #[test]
 fn steered_generation_matches_uncached_steered_decoding() {
     let _guard = tch::no_grad_guard();
-    for name in ["qwen3", "gpt_neox"] {
+    for name in ["qwen3", "gpt_neox", "gpt_oss"] {
         let model = load(name);
         let hidden = model.config().hidden_size;
         let v = Tensor::randn([hidden], (Kind::Float, Device::Cpu)) * 3.0;

@@ -82,7 +82,8 @@ fn expect_lora_err(result: Result<impl std::fmt::Debug, ModelError>, needles: &[
 
 #[test]
 fn fresh_adapters_leave_logits_exactly_unchanged_and_freeze_the_base() {
-    for (name, per_layer) in [("qwen3", 7), ("gpt_neox", 4)] {
+    // GPT-OSS: the attention projections only (its experts are 3-D parameters).
+    for (name, per_layer) in [("qwen3", 7), ("gpt_neox", 4), ("gpt_oss", 4)] {
         let (input, _) = input(name);
         let mut model = load(name);
         let before = logits(&model, &input);
@@ -101,10 +102,10 @@ fn fresh_adapters_leave_logits_exactly_unchanged_and_freeze_the_base() {
         for (n, t) in model.var_store().variables() {
             assert_eq!(t.requires_grad(), is_adapter(&n), "{name}: requires_grad of {n}");
         }
-        let module = if name == "qwen3" {
-            "model.layers.2.self_attn.q_proj"
-        } else {
+        let module = if name == "gpt_neox" {
             "gpt_neox.layers.1.attention.query_key_value"
+        } else {
+            "model.layers.2.self_attn.q_proj"
         };
         let a = &adapters[&format!("base_model.model.{module}.lora_A.weight")];
         let b = &adapters[&format!("base_model.model.{module}.lora_B.weight")];
@@ -223,7 +224,7 @@ fn dropout_acts_only_in_training_mode() {
 
 #[test]
 fn merge_matches_the_adapter_forward_and_unmerge_restores_the_base() {
-    for name in ["qwen3", "gpt_neox"] {
+    for name in ["qwen3", "gpt_neox", "olmo2", "gpt_oss"] {
         let (input, _) = input(name);
         let mut model = load(name);
         let base_logits = logits(&model, &input);
@@ -248,7 +249,7 @@ fn merge_matches_the_adapter_forward_and_unmerge_restores_the_base() {
                 changed += 1;
             }
         }
-        let per_layer = if name == "qwen3" { 7 } else { 4 };
+        let per_layer = if matches!(name, "gpt_neox" | "gpt_oss") { 4 } else { 7 };
         assert_eq!(changed, per_layer * model.config().num_layers as usize, "{name}");
 
         model.unmerge_lora().unwrap();
@@ -289,7 +290,9 @@ fn transformers_logits(model_dir: &Path, name: &str, tmp: &Path) -> Tensor {
 #[test]
 fn merged_save_pretrained_loads_in_transformers() {
     // qwen3: tied embeddings, saved while unmerged; gpt_neox: fused QKV, saved while merged.
-    for (name, merge_first) in [("qwen3", false), ("gpt_neox", true)] {
+    for (name, merge_first) in
+        [("qwen3", false), ("gpt_neox", true), ("olmo2", false), ("gpt_oss", true)]
+    {
         let (input, mask) = input(name);
         let tmp = tempfile::tempdir().unwrap();
         let mut model = load(name);
@@ -364,6 +367,7 @@ fn peft_adapter_format_round_trips_through_peft_and_wax() {
     for (name, targets) in [
         ("qwen3", vec!["q_proj".to_string(), "v_proj".into(), "down_proj".into()]),
         ("gpt_neox", vec![]),
+        ("gpt_oss", vec![]),
     ] {
         let (input, mask) = input(name);
         let tmp = tempfile::tempdir().unwrap();
@@ -386,10 +390,10 @@ fn peft_adapter_format_round_trips_through_peft_and_wax() {
         assert_eq!(json["lora_alpha"], 12.0);
         assert_eq!(json["lora_dropout"], 0.1);
         assert_eq!(json["base_model_name_or_path"], model_dir(name).display().to_string());
-        let expected_targets: Vec<&str> = if name == "qwen3" {
-            vec!["down_proj", "q_proj", "v_proj"]
-        } else {
-            vec!["dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"]
+        let expected_targets: Vec<&str> = match name {
+            "qwen3" => vec!["down_proj", "q_proj", "v_proj"],
+            "gpt_oss" => vec!["k_proj", "o_proj", "q_proj", "v_proj"],
+            _ => vec!["dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"],
         };
         assert_eq!(json["target_modules"], serde_json::json!(expected_targets));
         let file = read_tensors(&dir.join("adapter_model.safetensors"));
@@ -398,10 +402,10 @@ fn peft_adapter_format_round_trips_through_peft_and_wax() {
         for (n, t) in &vars {
             assert!(file[n].equal(t), "{name}: saved {n} differs");
         }
-        let sample = if name == "qwen3" {
-            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
-        } else {
+        let sample = if name == "gpt_neox" {
             "base_model.model.gpt_neox.layers.0.attention.query_key_value.lora_B.weight"
+        } else {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
         };
         assert!(file.contains_key(sample), "{name}: no {sample}");
 
@@ -451,6 +455,15 @@ fn bad_configs_and_adapter_files_are_clear_errors() {
         neox_err,
         &["`q_proj`", "query_key_value, dense, dense_h_to_4h, dense_4h_to_h"],
     );
+
+    // GPT-OSS's experts and router take no adapters.
+    let mut oss = load("gpt_oss");
+    for target in ["gate_up_proj", "router", "experts", "down_proj"] {
+        let err =
+            oss.add_lora(&LoraConfig { targets: vec![target.into()], ..Default::default() }, 0);
+        expect_lora_err(err, &[&format!("`{target}`"), "q_proj, k_proj, v_proj, o_proj"]);
+    }
+    assert!(oss.lora_config().is_none());
 
     model.add_lora(&LoraConfig::default(), 0).unwrap();
     expect_lora_err(model.add_lora(&LoraConfig::default(), 0), &["already has LoRA adapters"]);

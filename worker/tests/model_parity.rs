@@ -73,7 +73,16 @@ fn check_parity(name: &str) {
 #[test]
 fn unpadded_prefill_matches_transformers() {
     let _guard = tch::no_grad_guard();
-    for name in ["qwen3", "llama", "qwen2", "gpt_neox", "gpt_neox_sequential"] {
+    for name in [
+        "qwen3",
+        "llama",
+        "qwen2",
+        "gpt_neox",
+        "gpt_neox_sequential",
+        "olmo2",
+        "gpt_oss",
+        "gpt_oss_nowindow",
+    ] {
         let model = Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture");
         let r = reference(name);
         let (input, mask) = input_from(&r);
@@ -95,7 +104,7 @@ fn unpadded_prefill_matches_transformers() {
 #[test]
 fn packed_and_separate_projections_both_match_transformers() {
     let all = Packing { qkv: true, mlp: true };
-    for name in ["qwen3", "qwen2", "llama_llama3"] {
+    for name in ["qwen3", "qwen2", "llama_llama3", "olmo2"] {
         let mut model =
             Model::load(&model_dir(name), Device::Cpu, Kind::Float).expect("load fixture");
         if std::env::var_os("WAX_PACKED_PROJECTIONS").is_none() {
@@ -173,6 +182,208 @@ fn qwen2_sharded_with_biases_matches_transformers() {
 }
 
 #[test]
+fn olmo2_post_norms_and_full_qk_norm_match_transformers() {
+    check_parity("olmo2");
+    let m = Model::load(&model_dir("olmo2"), Device::Cpu, Kind::Float).unwrap();
+    let c = m.config();
+    assert!(c.post_norm && c.qk_norm_full && !c.qk_norm);
+    assert_eq!((c.num_heads, c.num_kv_heads, c.num_layers), (4, 2, 3));
+}
+
+/// The router of every GPT-OSS layer, fed the stream wax computes, gives transformers' logits
+/// and the same top-k experts on every real token (so the MoE parity is not luck of routing).
+fn check_routing(name: &str) {
+    let _guard = tch::no_grad_guard();
+    let model = Model::load(&model_dir(name), Device::Cpu, Kind::Float).unwrap();
+    let r = reference(name);
+    let (input, mask) = input_from(&r);
+    let layers = model.config().num_layers as usize;
+    let mut hooks = Hooks::new();
+    for l in 0..layers {
+        hooks.capture(format!("mid{l}"), HookPoint::layer(l, LayerSite::ResidMid), Positions::All);
+    }
+    let _ = model.forward(&input, None, &mut hooks).unwrap();
+    let real = mask.reshape([-1]);
+    let rows = Vec::<bool>::try_from(&real).unwrap();
+    let mut margins = f64::INFINITY;
+    for l in 0..layers {
+        let routing = model.moe_routing(l, hooks.get(&format!("mid{l}")).unwrap()).unwrap();
+        let routing = routing.expect("a MoE layer");
+        let want = &r[&format!("router_logits.{l}")];
+        let err = max_abs_diff_masked(&routing.logits, want, &real);
+        assert!(err <= 1e-4, "{name}: router logits of layer {l}: {err}");
+        let got = Vec::<i64>::try_from(routing.experts.reshape([-1])).unwrap();
+        let want_idx =
+            Vec::<i64>::try_from(r[&format!("router_indices.{l}")].reshape([-1])).unwrap();
+        let k = routing.experts.size()[1] as usize;
+        for (row, real) in rows.iter().enumerate() {
+            if *real {
+                let span = row * k..(row + 1) * k;
+                assert_eq!(got[span.clone()], want_idx[span], "{name}: layer {l} token {row}");
+            }
+        }
+        // How far the k-th choice is from the next: the agreement is not a near tie.
+        let sorted = want.sort(-1, true).0;
+        let gap =
+            (sorted.narrow(1, k as i64 - 1, 1) - sorted.narrow(1, k as i64, 1)).squeeze_dim(1);
+        let gap = gap.masked_select(&real).min().double_value(&[]);
+        margins = margins.min(gap);
+    }
+    assert!(margins > 1e-4, "{name}: a near tie in routing ({margins})");
+}
+
+#[test]
+fn gpt_oss_experts_sinks_and_sliding_window_match_transformers() {
+    check_parity("gpt_oss");
+    check_routing("gpt_oss");
+    let m = Model::load(&model_dir("gpt_oss"), Device::Cpu, Kind::Float).unwrap();
+    let c = m.config();
+    assert_eq!(c.sliding_window, Some(4), "shorter than the fixture's 10 tokens: engaged");
+    assert_eq!(c.sliding_layers, [true, false, true]);
+    assert!(c.attention_sinks && !c.plain_attention());
+    let moe = c.moe.as_ref().unwrap();
+    assert_eq!((moe.num_experts, moe.experts_per_token, moe.swiglu_limit), (4, 2, 1.0));
+    assert!(matches!(c.rope.scaling, RopeScaling::Yarn { truncate: false, .. }));
+    let vars = m.var_store().variables();
+    assert_eq!(vars["model.layers.0.mlp.experts.gate_up_proj"].size(), [4, 64, 128]);
+    assert_eq!(vars["model.layers.2.self_attn.sinks"].size(), [4]);
+}
+
+/// In bfloat16 wax rounds as transformers does (norms rounded once after their weight, the
+/// experts' outputs cast before they are summed): far closer to transformers' bfloat16 logits
+/// than bfloat16 is to float32 (observed: equal).
+#[test]
+fn gpt_oss_in_bfloat16_matches_transformers_in_bfloat16() {
+    let _guard = tch::no_grad_guard();
+    for name in ["gpt_oss", "gpt_oss_nowindow"] {
+        let model = Model::load(&model_dir(name), Device::Cpu, Kind::BFloat16).unwrap();
+        let r = reference(name);
+        let (input, mask) = input_from(&r);
+        let logits = model.forward(&input, None, &mut Hooks::new()).unwrap();
+        let err = max_abs_diff_masked(&logits, &r["logits_bf16"], &mask);
+        let noise = max_abs_diff_masked(&r["logits"], &r["logits_bf16"], &mask);
+        assert!(noise > 1e-3, "{name}: bfloat16 rounding shows ({noise})");
+        assert!(err <= 0.05 * noise, "{name}: {err} from transformers' bfloat16 ({noise} to f32)");
+    }
+}
+
+#[test]
+fn gpt_oss_without_an_engaged_window_matches_transformers() {
+    check_parity("gpt_oss_nowindow");
+    check_routing("gpt_oss_nowindow");
+    let m = Model::load(&model_dir("gpt_oss_nowindow"), Device::Cpu, Kind::Float).unwrap();
+    assert_eq!(m.config().sliding_window, Some(16));
+    assert!(m.config().tie_word_embeddings);
+}
+
+/// The padded row of the fixture equals the same tokens fed alone without padding: the window
+/// and the sinks are functions of token positions, not of cache slots.
+#[test]
+fn gpt_oss_left_padding_changes_nothing() {
+    let _guard = tch::no_grad_guard();
+    let model = Model::load(&model_dir("gpt_oss"), Device::Cpu, Kind::Float).unwrap();
+    let r = reference("gpt_oss");
+    let (input, mask) = input_from(&r);
+    let padded = model.forward(&input, None, &mut Hooks::new()).unwrap();
+    let pads = 10 - mask.get(0).sum(Kind::Int64).int64_value(&[]);
+    assert!(pads > 0);
+    let alone = ForwardInput {
+        input_ids: input.input_ids.narrow(0, 0, 1).narrow(1, pads, 10 - pads),
+        positions: input.positions.narrow(0, 0, 1).narrow(1, pads, 10 - pads),
+        attention_mask: input.attention_mask.narrow(0, 0, 1).narrow(1, pads, 10 - pads),
+    };
+    let alone = model.forward(&alone, None, &mut Hooks::new()).unwrap();
+    let err =
+        (padded.narrow(0, 0, 1).narrow(1, pads, 10 - pads) - alone).abs().max().double_value(&[]);
+    assert!(err <= 1e-5, "{err}");
+}
+
+/// Runs scripts/fixtures/mxfp4_reference.py with `args`.
+fn mxfp4_script(args: &[&std::ffi::OsStr]) {
+    let script = fixtures::workspace_root().join("scripts/fixtures/mxfp4_reference.py");
+    let out = std::process::Command::new(fixtures::python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run mxfp4_reference.py");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read_tensors(path: &Path) -> std::collections::HashMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+/// Bit patterns, so that equality is 0 ulp (and NaN-safe).
+fn bits(t: &Tensor) -> Vec<i32> {
+    let t = t.contiguous().view([-1]);
+    match t.kind() {
+        Kind::Float => Vec::<i32>::try_from(t.view_dtype(Kind::Int)).unwrap(),
+        Kind::BFloat16 => Vec::<i16>::try_from(t.view_dtype(Kind::Int16))
+            .unwrap()
+            .into_iter()
+            .map(i32::from)
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mxfp4_dequantization_equals_transformers_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("mxfp4.safetensors");
+    mxfp4_script(&["--dequant".as_ref(), file.as_os_str()]);
+    let r = read_tensors(&file);
+    for (key, kind) in [("float32", Kind::Float), ("bfloat16", Kind::BFloat16)] {
+        let got =
+            wax_worker::model::mxfp4_dequantize(&r["blocks"], &r["scales"], kind, Device::Cpu)
+                .unwrap();
+        assert_eq!(got.size(), r[key].size(), "{key}");
+        assert_eq!(got.kind(), r[key].kind(), "{key}");
+        assert!(bits(&got) == bits(&r[key]), "{key}: not bit-identical to transformers");
+    }
+}
+
+/// A GPT-OSS checkpoint with MXFP4 experts (as real ones ship) loads to the experts
+/// transformers dequantizes, bit for bit, and to its logits; `save_pretrained` writes the
+/// dequantized experts without the quantization config.
+#[test]
+fn mxfp4_checkpoint_loads_as_transformers_loads_it() {
+    let _guard = tch::no_grad_guard();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gpt_oss_mxfp4");
+    mxfp4_script(&["--checkpoint".as_ref(), model_dir("gpt_oss").as_os_str(), dir.as_os_str()]);
+    let r = read_tensors(&dir.join("reference.safetensors"));
+    let model = Model::load(&dir, Device::Cpu, Kind::Float).unwrap();
+    let vars = model.var_store().variables();
+    let mut experts = 0;
+    for (name, want) in &r {
+        if name.contains("mlp.experts.") {
+            assert!(bits(&vars[name]) == bits(want), "{name}: not bit-identical");
+            experts += 1;
+        }
+    }
+    assert_eq!(experts, 6, "gate_up and down of 3 layers");
+    let fixture = reference("gpt_oss");
+    let (input, mask) = input_from(&fixture);
+    let logits = model.forward(&input, None, &mut Hooks::new()).unwrap();
+    let err = max_abs_diff_masked(&logits, &r["logits"], &mask);
+    assert!(err <= 1e-4, "logits of the dequantized model: {err}");
+    let saved = tmp.path().join("saved");
+    model.save_pretrained(&saved).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
+    assert!(cfg.get("quantization_config").is_none());
+    let again = Model::load(&saved, Device::Cpu, Kind::Float).unwrap();
+    let again = again.forward(&input, None, &mut Hooks::new()).unwrap();
+    assert_eq!(max_abs_diff_masked(&again, &logits, &mask), 0.0);
+}
+
+#[test]
 fn gpt_neox_parallel_partial_rotary_matches_transformers() {
     check_parity("gpt_neox");
     let m = Model::load(&model_dir("gpt_neox"), Device::Cpu, Kind::Float).unwrap();
@@ -188,7 +399,7 @@ fn gpt_neox_sequential_residual_matches_transformers() {
 #[test]
 fn bf16_load_is_close_to_fp32_reference() {
     let _guard = tch::no_grad_guard();
-    for name in ["qwen3", "gpt_neox"] {
+    for name in ["qwen3", "gpt_neox", "gpt_oss"] {
         let model = Model::load(&model_dir(name), Device::Cpu, Kind::BFloat16).unwrap();
         let r = reference(name);
         let (input, mask) = input_from(&r);
@@ -221,7 +432,7 @@ fn parameters_are_named_like_transformers_and_trainable() {
 #[test]
 fn save_pretrained_round_trips_through_transformers() {
     let _guard = tch::no_grad_guard();
-    for name in ["qwen3", "llama_llama3", "gpt_neox"] {
+    for name in ["qwen3", "llama_llama3", "gpt_neox", "olmo2", "gpt_oss", "gpt_oss_nowindow"] {
         let model = Model::load(&model_dir(name), Device::Cpu, Kind::Float).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("saved");
@@ -328,7 +539,10 @@ fn unknown_model_type_lists_the_supported_ones() {
     let err = Model::load(tmp.path(), Device::Cpu, Kind::Float).err().expect("must fail");
     let msg = err.to_string();
     assert!(matches!(err, ModelError::UnsupportedModelType { .. }), "{msg}");
-    assert!(msg.contains("mamba") && msg.contains("llama, qwen2, qwen3, gpt_neox"), "{msg}");
+    assert!(
+        msg.contains("mamba") && msg.contains("llama, qwen2, qwen3, gpt_neox, olmo2, gpt_oss"),
+        "{msg}"
+    );
 }
 
 fn config_from(json: serde_json::Value) -> Result<ModelConfig, ModelError> {

@@ -6,8 +6,9 @@
 //! Chosen per model ([`Model::set_step_attention`]); the default comes from
 //! `WAX_DECODE_ATTENTION` (read once per process): `kernel` for the CUDA kernel, anything else or
 //! unset for SDPA. The kernel applies to CUDA models in float32 or bfloat16 with a head size up
-//! to 256 and at most 8 query heads per kv head; elsewhere, or if NVRTC cannot compile it (said
-//! once), the step uses SDPA. [`StepAttention::Reference`] runs the kernel's algorithm on the
+//! to 256 and at most 8 query heads per kv head, and plain attention (no GPT-OSS sinks or
+//! sliding windows: those models attend through explicit masks, see `super::window`, and
+//! report `Sdpa`); elsewhere, or if NVRTC cannot compile it (said once), the step uses SDPA. [`StepAttention::Reference`] runs the kernel's algorithm on the
 //! host ([`wax_kernels::decode_attn::reference`]): slow, for checking the kernel's layouts
 //! against SDPA on any device.
 //!

@@ -14,15 +14,26 @@ pub enum Family {
     Qwen2,
     Qwen3,
     GptNeoX,
+    /// OLMo-2: block outputs normalised before they are added (no pre-norms), and RMSNorm on
+    /// the whole query and key projections.
+    Olmo2,
+    /// GPT-OSS: mixture-of-experts MLPs, attention sinks, alternating sliding-window and full
+    /// attention.
+    GptOss,
 }
 
 /// The `model_type` strings accepted in `config.json`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3", "gpt_neox"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["llama", "qwen2", "qwen3", "gpt_neox", "olmo2", "gpt_oss"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormKind {
-    /// RMSNorm with a weight (Llama, Qwen).
+    /// RMSNorm with a weight (Llama, Qwen): the normalised value is rounded to the model's kind
+    /// before the weight multiplies it.
     Rms,
+    /// RMSNorm whose weight multiplies the float32 normalised value, rounded once (GPT-OSS, whose
+    /// norm weights transformers keeps in float32).
+    RmsF32Weight,
     /// LayerNorm with weight and bias (GPT-NeoX).
     Layer,
 }
@@ -35,6 +46,18 @@ pub enum Activation {
     Gelu,
     /// Tanh-approximated GELU (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
     GeluTanh,
+}
+
+/// The mixture-of-experts MLP of GPT-OSS: a router picks `experts_per_token` of `num_experts`
+/// experts per token, each a clamped SwiGLU of width `intermediate_size`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    pub num_experts: i64,
+    pub experts_per_token: i64,
+    /// The gate is clamped above, the up projection to `±swiglu_limit`.
+    pub swiglu_limit: f64,
+    /// The sigmoid's gain in `gate · σ(alpha · gate)`.
+    pub swiglu_alpha: f64,
 }
 
 /// The architecture of a decoder, as read from `config.json`.
@@ -61,35 +84,50 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     /// Per-head RMSNorm on queries and keys before RoPE (Qwen3).
     pub qk_norm: bool,
+    /// RMSNorm over the whole query and key projections (all heads at once) before RoPE
+    /// (OLMo-2).
+    pub qk_norm_full: bool,
+    /// Each block's attention and MLP outputs are normalised before they are added, and their
+    /// inputs are not (OLMo-2): `mid = x + ln1(attn(x))`, `out = mid + ln2(mlp(mid))`.
+    pub post_norm: bool,
     /// GPT-NeoX parallel residual: `x + attn(ln1(x)) + mlp(ln2(x))`.
     pub parallel_residual: bool,
     pub tie_word_embeddings: bool,
     pub max_position_embeddings: i64,
     pub rope: RopeConfig,
+    /// Mixture-of-experts MLPs (GPT-OSS) instead of dense ones.
+    pub moe: Option<MoeConfig>,
+    /// A learned logit per head joins each attention softmax and is dropped after it (GPT-OSS).
+    pub attention_sinks: bool,
+    /// The window of sliding-window layers: a query at token position `p` reads the keys at
+    /// positions `p - window < k <= p`.
+    pub sliding_window: Option<i64>,
+    /// Which layers attend through the window (empty or all false: none).
+    pub sliding_layers: Vec<bool>,
     /// The whole `config.json`, written back unchanged (except `dtype`) by `save_pretrained`.
     pub raw: Value,
 }
 
-struct Reader<'a> {
-    path: &'a Path,
-    obj: &'a Map<String, Value>,
+pub(super) struct Reader<'a> {
+    pub(super) path: &'a Path,
+    pub(super) obj: &'a Map<String, Value>,
 }
 
 impl Reader<'_> {
-    fn err(&self, field: &str, message: impl Into<String>) -> ModelError {
+    pub(super) fn err(&self, field: &str, message: impl Into<String>) -> ModelError {
         ModelError::Config {
             path: self.path.to_path_buf(),
             field: field.into(),
             message: message.into(),
         }
     }
-    fn get(&self, field: &str) -> Option<&Value> {
+    pub(super) fn get(&self, field: &str) -> Option<&Value> {
         self.obj.get(field).filter(|v| !v.is_null())
     }
-    fn int(&self, field: &str) -> Result<i64, ModelError> {
+    pub(super) fn int(&self, field: &str) -> Result<i64, ModelError> {
         self.opt_int(field)?.ok_or_else(|| self.err(field, "missing"))
     }
-    fn opt_int(&self, field: &str) -> Result<Option<i64>, ModelError> {
+    pub(super) fn opt_int(&self, field: &str) -> Result<Option<i64>, ModelError> {
         match self.get(field) {
             None => Ok(None),
             Some(v) => match v.as_i64() {
@@ -98,7 +136,7 @@ impl Reader<'_> {
             },
         }
     }
-    fn opt_f64(&self, field: &str) -> Result<Option<f64>, ModelError> {
+    pub(super) fn opt_f64(&self, field: &str) -> Result<Option<f64>, ModelError> {
         match self.get(field) {
             None => Ok(None),
             Some(v) => v
@@ -107,7 +145,7 @@ impl Reader<'_> {
                 .ok_or_else(|| self.err(field, format!("expected a number, found {v}"))),
         }
     }
-    fn bool_or(&self, field: &str, default: bool) -> Result<bool, ModelError> {
+    pub(super) fn bool_or(&self, field: &str, default: bool) -> Result<bool, ModelError> {
         match self.get(field) {
             None => Ok(default),
             Some(v) => {
@@ -115,7 +153,11 @@ impl Reader<'_> {
             }
         }
     }
-    fn str_or<'b>(&'b self, field: &str, default: &'b str) -> Result<&'b str, ModelError> {
+    pub(super) fn str_or<'b>(
+        &'b self,
+        field: &str,
+        default: &'b str,
+    ) -> Result<&'b str, ModelError> {
         match self.get(field) {
             None => Ok(default),
             Some(v) => {
@@ -126,6 +168,22 @@ impl Reader<'_> {
 }
 
 impl ModelConfig {
+    /// Whether layer `l` attends through the sliding window.
+    pub fn is_sliding(&self, l: usize) -> bool {
+        self.sliding_window.is_some() && self.sliding_layers.get(l).copied().unwrap_or(false)
+    }
+
+    /// Whether any layer attends through the sliding window.
+    pub fn has_sliding_layers(&self) -> bool {
+        self.sliding_window.is_some() && self.sliding_layers.iter().any(|&s| s)
+    }
+
+    /// Whether attention needs more than a causal mask over real slots (sinks or a window):
+    /// then it runs as explicit scores and softmax, never the fused kernels.
+    pub fn plain_attention(&self) -> bool {
+        !self.attention_sinks && !self.has_sliding_layers()
+    }
+
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<ModelConfig, ModelError> {
         let text = std::fs::read_to_string(path)
@@ -149,6 +207,8 @@ impl ModelConfig {
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
             "gpt_neox" => Family::GptNeoX,
+            "olmo2" => Family::Olmo2,
+            "gpt_oss" => Family::GptOss,
             other => {
                 return Err(ModelError::UnsupportedModelType {
                     path: path.to_path_buf(),
@@ -192,6 +252,8 @@ impl ModelConfig {
         let activation = match r
             .str_or("hidden_act", if family == Family::GptNeoX { "gelu" } else { "silu" })?
         {
+            // The experts' clamped SwiGLU ignores `hidden_act` (transformers too).
+            _ if family == Family::GptOss => Activation::Silu,
             "silu" | "swish" if family != Family::GptNeoX => Activation::Silu,
             "gelu" if family == Family::GptNeoX => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" if family == Family::GptNeoX => {
@@ -205,7 +267,12 @@ impl ModelConfig {
                 ));
             }
         };
-        check_no_sliding_window(&r, num_layers)?;
+        let (sliding_window, sliding_layers) = if family == Family::GptOss {
+            super::gpt_oss::sliding_layers(&r, num_layers)?
+        } else {
+            check_no_sliding_window(&r, num_layers)?;
+            (None, Vec::new())
+        };
         for field in ["pretraining_tp"] {
             if let Some(v) = r.opt_int(field)?
                 && v != 1
@@ -230,6 +297,7 @@ impl ModelConfig {
         }
         let (norm, norm_eps) = match family {
             Family::GptNeoX => (NormKind::Layer, r.opt_f64("layer_norm_eps")?.unwrap_or(1e-5)),
+            Family::GptOss => (NormKind::RmsF32Weight, r.opt_f64("rms_norm_eps")?.unwrap_or(1e-5)),
             _ => (NormKind::Rms, r.opt_f64("rms_norm_eps")?.unwrap_or(1e-6)),
         };
         let (qkv_bias, o_bias, mlp_bias) = match family {
@@ -238,7 +306,7 @@ impl ModelConfig {
                 (a, a, r.bool_or("mlp_bias", false)?)
             }
             Family::Qwen2 => (true, false, false),
-            Family::Qwen3 => {
+            Family::Qwen3 | Family::Olmo2 => {
                 let a = r.bool_or("attention_bias", false)?;
                 (a, a, false)
             }
@@ -246,6 +314,15 @@ impl ModelConfig {
                 let a = r.bool_or("attention_bias", true)?;
                 (a, a, true)
             }
+            // The experts' biases are always there (part of `MoeConfig`'s layout).
+            Family::GptOss => {
+                let a = r.bool_or("attention_bias", true)?;
+                (a, a, false)
+            }
+        };
+        let moe = match family {
+            Family::GptOss => Some(super::gpt_oss::moe_config(&r)?),
+            _ => None,
         };
         let tie_word_embeddings = r.bool_or("tie_word_embeddings", false)?;
         Ok(ModelConfig {
@@ -266,17 +343,23 @@ impl ModelConfig {
             o_bias,
             mlp_bias,
             qk_norm: family == Family::Qwen3,
+            qk_norm_full: family == Family::Olmo2,
+            post_norm: family == Family::Olmo2,
             parallel_residual: family == Family::GptNeoX
                 && r.bool_or("use_parallel_residual", true)?,
             tie_word_embeddings,
             max_position_embeddings,
             rope,
+            moe,
+            attention_sinks: family == Family::GptOss,
+            sliding_window,
+            sliding_layers,
             raw,
         })
     }
 }
 
-fn unsupported(path: &Path, field: &str, message: String) -> ModelError {
+pub(super) fn unsupported(path: &Path, field: &str, message: String) -> ModelError {
     ModelError::Unsupported { path: PathBuf::from(path), field: field.into(), message }
 }
 
@@ -298,6 +381,8 @@ fn model_type(r: &Reader<'_>) -> Result<String, ModelError> {
         "Qwen2ForCausalLM" => "qwen2",
         "Qwen3ForCausalLM" => "qwen3",
         "GPTNeoXForCausalLM" => "gpt_neox",
+        "Olmo2ForCausalLM" => "olmo2",
+        "GptOssForCausalLM" => "gpt_oss",
         other => other,
     }
     .to_string())

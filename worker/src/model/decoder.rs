@@ -10,6 +10,7 @@ use super::config::{Family, ModelConfig, NormKind};
 use super::error::ModelError;
 use super::hooks::{HookPoint, Hooks, LayerSite, Prepared};
 use super::layers::{Linear, Mlp, Norm, Packed, Packing};
+use super::moe::Dispatch;
 use super::prep::{SlotPrep, StepPrep};
 use super::resid::StepNorm;
 use super::rope;
@@ -55,8 +56,14 @@ pub(super) struct Layer {
     qkv: Qkv,
     q_norm: Option<Norm>,
     k_norm: Option<Norm>,
+    /// Norms of the whole query and key projections (OLMo-2).
+    qk_norm_full: Option<(Norm, Norm)>,
     o: Linear,
     pub(super) mlp: Mlp,
+    /// A learned logit per query head that joins the softmax (GPT-OSS), `[heads]`.
+    sinks: Option<Tensor>,
+    /// Whether the layer attends through the sliding window.
+    sliding: bool,
 }
 
 impl Layer {
@@ -70,6 +77,8 @@ impl Layer {
         match &self.mlp {
             Mlp::Gated { gate, up, down, .. } => out.extend([gate, up, down]),
             Mlp::Plain { up, down, .. } => out.extend([up, down]),
+            // The router and the 3-D experts are no LoRA targets.
+            Mlp::Moe(_) => {}
         }
         out
     }
@@ -83,6 +92,7 @@ impl Layer {
         match &mut self.mlp {
             Mlp::Gated { gate, up, down, .. } => out.extend([gate, up, down]),
             Mlp::Plain { up, down, .. } => out.extend([up, down]),
+            Mlp::Moe(_) => {}
         }
         out
     }
@@ -125,22 +135,22 @@ fn is_known_buffer(name: &str) -> bool {
         || name.ends_with("rotary_emb.inv_freq")
 }
 
-struct Loader<'a> {
-    files: &'a WeightFiles,
+pub(super) struct Loader<'a> {
+    pub(super) files: &'a WeightFiles,
     vs: &'a nn::VarStore,
-    kind: Kind,
-    device: Device,
-    used: Vec<String>,
+    pub(super) kind: Kind,
+    pub(super) device: Device,
+    pub(super) used: Vec<String>,
 }
 
 impl Loader<'_> {
-    fn param(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ModelError> {
+    pub(super) fn param(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ModelError> {
         let t = self.files.load(name, shape, self.kind, self.device)?;
         self.register(name, t)
     }
 
     /// Adds `t` to the `VarStore` under its Hugging Face name (trainable).
-    fn register(&mut self, name: &str, t: Tensor) -> Result<Tensor, ModelError> {
+    pub(super) fn register(&mut self, name: &str, t: Tensor) -> Result<Tensor, ModelError> {
         let mut parts: Vec<&str> = name.split('.').collect();
         let last = parts.pop().unwrap_or(name);
         let mut path = self.vs.root();
@@ -151,7 +161,7 @@ impl Loader<'_> {
         Ok(path.add(last, t, true))
     }
 
-    fn linear(
+    pub(super) fn linear(
         &mut self,
         prefix: &str,
         out: i64,
@@ -209,7 +219,7 @@ impl Loader<'_> {
             weight: self.param(&format!("{prefix}.weight"), &[width])?,
             bias: match c.norm {
                 NormKind::Layer => Some(self.param(&format!("{prefix}.bias"), &[width])?),
-                NormKind::Rms => None,
+                NormKind::Rms | NormKind::RmsF32Weight => None,
             },
             eps: c.norm_eps,
         })
@@ -241,8 +251,18 @@ impl Model {
         let mut layers = Vec::with_capacity(c.num_layers as usize);
         for l in 0..c.num_layers {
             let p = format!("{base}.layers.{l}");
-            let ln1 = ld.norm(&format!("{p}.input_layernorm"), c, h)?;
-            let ln2 = ld.norm(&format!("{p}.post_attention_layernorm"), c, h)?;
+            // With post-norms `ln1`/`ln2` normalise the attention and MLP outputs.
+            let (ln1, ln2) = if c.post_norm {
+                (
+                    ld.norm(&format!("{p}.post_attention_layernorm"), c, h)?,
+                    ld.norm(&format!("{p}.post_feedforward_layernorm"), c, h)?,
+                )
+            } else {
+                (
+                    ld.norm(&format!("{p}.input_layernorm"), c, h)?,
+                    ld.norm(&format!("{p}.post_attention_layernorm"), c, h)?,
+                )
+            };
             let layer = if neox {
                 Layer {
                     ln1,
@@ -255,6 +275,9 @@ impl Model {
                     )?),
                     q_norm: None,
                     k_norm: None,
+                    qk_norm_full: None,
+                    sinks: None,
+                    sliding: false,
                     o: ld.linear(&format!("{p}.attention.dense"), h, h, c.o_bias)?,
                     mlp: Mlp::Plain {
                         up: ld.linear(&format!("{p}.mlp.dense_h_to_4h"), i, h, true)?,
@@ -272,6 +295,14 @@ impl Model {
                 } else {
                     (None, None)
                 };
+                let qk_norm_full = if c.qk_norm_full {
+                    Some((
+                        ld.norm(&format!("{a}.q_norm"), c, qd)?,
+                        ld.norm(&format!("{a}.k_norm"), c, kvd)?,
+                    ))
+                } else {
+                    None
+                };
                 let ([q, k, v], packed_qkv) = ld.packed(
                     [
                         (&format!("{a}.q_proj"), qd),
@@ -282,24 +313,33 @@ impl Model {
                     c.qkv_bias,
                 )?;
                 let o = ld.linear(&format!("{a}.o_proj"), h, qd, c.o_bias)?;
-                let ([gate, up], packed_mlp) = ld.packed(
-                    [(&format!("{p}.mlp.gate_proj"), i), (&format!("{p}.mlp.up_proj"), i)],
-                    h,
-                    c.mlp_bias,
-                )?;
+                let sinks = if c.attention_sinks {
+                    Some(ld.param(&format!("{a}.sinks"), &[c.num_heads])?)
+                } else {
+                    None
+                };
+                let mlp = if c.moe.is_some() {
+                    ld.moe(&p, c)?
+                } else {
+                    let ([gate, up], packed) = ld.packed(
+                        [(&format!("{p}.mlp.gate_proj"), i), (&format!("{p}.mlp.up_proj"), i)],
+                        h,
+                        c.mlp_bias,
+                    )?;
+                    let down = ld.linear(&format!("{p}.mlp.down_proj"), h, i, c.mlp_bias)?;
+                    Mlp::Gated { gate, up, down, packed }
+                };
                 Layer {
                     ln1,
                     ln2,
                     qkv: Qkv::Separate { q, k, v, packed: packed_qkv },
                     q_norm,
                     k_norm,
+                    qk_norm_full,
                     o,
-                    mlp: Mlp::Gated {
-                        gate,
-                        up,
-                        down: ld.linear(&format!("{p}.mlp.down_proj"), h, i, c.mlp_bias)?,
-                        packed: packed_mlp,
-                    },
+                    mlp,
+                    sinks,
+                    sliding: c.is_sliding(l as usize),
                 }
             };
             layers.push(layer);
@@ -369,6 +409,10 @@ impl Model {
     /// needed).
     pub fn step_attention_in_use(&self) -> StepAttention {
         let c = &self.config;
+        // The kernel knows neither sinks nor windows.
+        if !c.plain_attention() {
+            return StepAttention::Sdpa;
+        }
         super::attend::in_use(
             self.step_attention,
             c.num_heads,
@@ -650,7 +694,9 @@ impl Model {
 
         // A first chunk without padding (every prompt of a batch as long) needs no mask; that
         // costs one host read, for prefills only.
-        let mask = if past == 0 && t > 1 && input.attention_mask.all().int64_value(&[]) != 0 {
+        let mask = if !c.plain_attention() {
+            super::window::forward_masks(c, &input.attention_mask, past, t, self.kind)
+        } else if past == 0 && t > 1 && input.attention_mask.all().int64_value(&[]) != 0 {
             AttnMask::Causal
         } else {
             AttnMask::Additive(additive_mask(
@@ -715,10 +761,18 @@ impl Model {
     ) -> Result<Tensor, ModelError> {
         let point = |site| HookPoint::Layer { layer: l, site };
         let x = taps.site(point(LayerSite::ResidPre), x);
-        let attn = self.attention(layer, &layer.ln1.forward(&x), rotation, mask, kv)?;
+        let post = self.config.post_norm;
+        // The graph-ready step reads nothing back to the host.
+        let dispatch =
+            if matches!(kv, KvWrite::Slot { .. }) { Dispatch::Dense } else { Dispatch::Sparse };
+        let attn = if post {
+            layer.ln1.forward(&self.attention(layer, &x, rotation, mask, kv)?)
+        } else {
+            self.attention(layer, &layer.ln1.forward(&x), rotation, mask, kv)?
+        };
         let attn = taps.site(point(LayerSite::AttnOut), attn);
         let out = if self.config.parallel_residual {
-            let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp);
+            let mlp = layer.mlp.forward(&layer.ln2.forward(&x), self.packing.mlp, dispatch)?;
             // No tensor carries resid_mid here: it is recorded (and steered) as x + attn.
             let mid_delta = taps.delta(point(LayerSite::ResidMid));
             if taps.any() {
@@ -736,10 +790,12 @@ impl Model {
             }
         } else {
             let mid = taps.site(point(LayerSite::ResidMid), &x + &attn);
-            let mlp = taps.site(
-                point(LayerSite::MlpOut),
-                layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp),
-            );
+            let mlp = if post {
+                layer.ln2.forward(&layer.mlp.forward(&mid, self.packing.mlp, dispatch)?)
+            } else {
+                layer.mlp.forward(&layer.ln2.forward(&mid), self.packing.mlp, dispatch)?
+            };
+            let mlp = taps.site(point(LayerSite::MlpOut), mlp);
             mlp + mid
         };
         Ok(taps.site(point(LayerSite::ResidPost), out))
@@ -766,6 +822,10 @@ impl Model {
                     (y.narrow(-1, 0, qd), y.narrow(-1, qd, kvd), y.narrow(-1, qd + kvd, kvd))
                 } else {
                     (q.forward(h), k.forward(h), v.forward(h))
+                };
+                let (q, k) = match &layer.qk_norm_full {
+                    Some((qn, kn)) => (qn.forward(&q), kn.forward(&k)),
+                    None => (q, k),
                 };
                 (q.view([b, t, nh, hd]), k.view([b, t, nkv, hd]), v.view([b, t, nkv, hd]))
             }
@@ -824,9 +884,22 @@ impl Model {
         let group = nh / nkv;
         let o = match mask {
             AttnMask::Slots(slots) => slots.attend(q, k, v)?,
+            AttnMask::Layered { full, window } => {
+                let mask = match window {
+                    Some(w) if layer.sliding => w,
+                    _ => full,
+                };
+                match &layer.sinks {
+                    Some(sinks) => super::sinks::attention(q, k, v, mask, sinks, group),
+                    None => masked_attention(q, k, v, mask, group),
+                }
+            }
             // Grouped-query attention without copying the cache: the `nh / nkv` query heads that
             // share a kv head become extra query rows of that head (`mask` is already grouped).
-            AttnMask::Additive(mask) => masked_attention(q, k, v, mask, group),
+            AttnMask::Additive(mask) => match &layer.sinks {
+                Some(sinks) => super::sinks::attention(q, k, v, mask, sinks, group),
+                None => masked_attention(q, k, v, mask, group),
+            },
             // No mask: the fused (flash) kernels apply, grouped heads included.
             AttnMask::Causal => Tensor::scaled_dot_product_attention(
                 q,
@@ -865,6 +938,9 @@ pub(super) fn masked_attention(
 pub(super) enum AttnMask {
     /// The additive mask of [`additive_mask`] (grouped as [`group_mask`] groups).
     Additive(Tensor),
+    /// Additive masks for full-attention layers and, where some layers slide, for those (see
+    /// [`super::window`]); attention runs as explicit scores and softmax.
+    Layered { full: Tensor, window: Option<Tensor> },
     /// Plain causal attention over this call's tokens: no cache before them and no padding.
     Causal,
     /// One decode token per row over the cache slots of [`SlotAttention`] (the graph-ready
@@ -957,7 +1033,7 @@ pub(super) fn additive_mask(mask: &Tensor, kind: Kind) -> Tensor {
 
 /// `[B, 1, T, S]` bool: query `i` (absolute slot `past + i`) may read slot `j` iff `j <= past + i`
 /// and slot `j` is real, or `j` is its own slot (so pad queries never see an empty row).
-fn attention_mask(real: &Tensor, past: i64, t: i64) -> Tensor {
+pub(super) fn attention_mask(real: &Tensor, past: i64, t: i64) -> Tensor {
     let device = real.device();
     let s = past + t;
     let j = Tensor::arange(s, (Kind::Int64, device)).unsqueeze(0);

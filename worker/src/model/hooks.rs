@@ -2,10 +2,12 @@
 //!
 //! Hook points per decoder layer `l`:
 //! - `ResidPre`: the residual stream entering layer `l` (= `ResidPost` of `l - 1`, or the embeddings).
-//! - `AttnOut`: the attention block's output (after the output projection), before it is added.
+//! - `AttnOut`: the attention block's output (after the output projection), before it is added
+//!   (for OLMo-2's post-norms: after the norm, i.e. what is added; likewise `MlpOut`).
 //! - `ResidMid`: `ResidPre + AttnOut`. For GPT-NeoX's parallel residual the MLP reads `ResidPre`,
 //!   not this sum, so `ResidMid` feeds only the block output; steering it adds to the block output.
-//! - `MlpOut`: the MLP block's output, before it is added.
+//! - `MlpOut`: the MLP block's output, before it is added (for GPT-OSS's experts: the weighted
+//!   sum of the chosen experts' outputs).
 //! - `ResidPost`: the block output (`ResidMid + MlpOut`), i.e. transformers' decoder-layer output.
 //!
 //! plus `FinalNorm` (the final norm's output) and `Logits` (the computed logits, float32).

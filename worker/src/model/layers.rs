@@ -3,7 +3,9 @@
 use tch::{Kind, Tensor};
 
 use super::config::{Activation, NormKind};
+use super::error::ModelError;
 use super::lora::LoraAdapter;
+use super::moe::{Dispatch, Moe};
 
 /// `x @ w.T + b`, plus the low-rank update of a LoRA adapter when one is attached and not merged.
 #[derive(Debug)]
@@ -122,6 +124,10 @@ impl Norm {
             // normalised value to the input kind before the weight multiplies it, as
             // transformers does; one fused kernel on CUDA.
             NormKind::Rms => &self.weight * x.rms_norm([width], None::<&Tensor>, self.eps),
+            NormKind::RmsF32Weight => {
+                let normed = x.to_kind(Kind::Float).rms_norm([width], None::<&Tensor>, self.eps);
+                (self.weight.to_kind(Kind::Float) * normed).to_kind(input_kind)
+            }
             NormKind::Layer => {
                 let xf = x.to_kind(Kind::Float);
                 let w = self.weight.to_kind(Kind::Float);
@@ -139,6 +145,8 @@ pub enum Mlp {
     Gated { gate: Linear, up: Linear, down: Linear, packed: Packed },
     /// `down(act(up(x)))` (GPT-NeoX).
     Plain { up: Linear, down: Linear, activation: Activation },
+    /// Routed experts (GPT-OSS).
+    Moe(Box<Moe>),
 }
 
 fn activate(x: &Tensor, activation: Activation) -> Tensor {
@@ -150,9 +158,16 @@ fn activate(x: &Tensor, activation: Activation) -> Tensor {
 }
 
 impl Mlp {
-    /// The block's output; `pack`: run gate/up as one matmul where that is usable.
-    pub fn forward(&self, x: &Tensor, pack: bool) -> Tensor {
-        match self {
+    /// The block's output; `pack`: run gate/up as one matmul where that is usable; `dispatch`:
+    /// how routed experts run.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        pack: bool,
+        dispatch: Dispatch,
+    ) -> Result<Tensor, ModelError> {
+        Ok(match self {
+            Mlp::Moe(moe) => moe.forward(x, dispatch)?,
             Mlp::Gated { gate, up, down, packed } => {
                 if pack && packed.usable(&[gate, up]) {
                     let gu = packed.forward(x);
@@ -165,7 +180,7 @@ impl Mlp {
             Mlp::Plain { up, down, activation } => {
                 down.forward(&activate(&up.forward(x), *activation))
             }
-        }
+        })
     }
 }
 

@@ -34,6 +34,9 @@ const PEFT_PREFIX: &str = "base_model.model.";
 /// Names of the linear maps of a Llama/Qwen decoder block.
 const LLAMA_TARGETS: [&str; 7] =
     ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+/// The attention projections of a GPT-OSS block: its experts are 3-D parameters (and its
+/// router no `nn.Linear` to PEFT), so they take no adapters.
+const GPT_OSS_TARGETS: [&str; 4] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 /// Names of the linear maps of a GPT-NeoX decoder block.
 const NEOX_TARGETS: [&str; 4] = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"];
 
@@ -122,6 +125,7 @@ pub(super) fn adapter_names(module: &str) -> (String, String) {
 fn valid_targets(family: Family) -> &'static [&'static str] {
     match family {
         Family::GptNeoX => &NEOX_TARGETS,
+        Family::GptOss => &GPT_OSS_TARGETS,
         _ => &LLAMA_TARGETS,
     }
 }

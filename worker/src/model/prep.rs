@@ -62,7 +62,7 @@ fn kernel(ordinal: usize, shape: PrepShape) -> Option<&'static QkPrep> {
 
 /// The kernel shape of a model, `None` where the kernel cannot serve it.
 fn shape_of(c: &ModelConfig, kind: Kind) -> Option<PrepShape> {
-    if c.qk_norm && c.norm != NormKind::Rms {
+    if (c.qk_norm && c.norm != NormKind::Rms) || c.qk_norm_full {
         return None;
     }
     let shape = PrepShape {

@@ -11,8 +11,9 @@
 //!
 //! Chosen per model ([`Model::set_step_norm`]); the default comes from `WAX_DECODE_NORM` (read
 //! once per process): `kernel` for the CUDA kernel, anything else or unset for the ops. The kernel
-//! applies to CUDA models in float32 or bfloat16 with RMS norms and a sequential residual (Qwen3,
-//! Llama, Qwen2); elsewhere, or if NVRTC cannot compile it (said once), the step runs the ops.
+//! applies to CUDA models in float32 or bfloat16 with RMS norms rounded before their weight and
+//! a sequential residual (Qwen3, Llama, Qwen2; not GPT-OSS, whose norms round after the weight);
+//! elsewhere, or if NVRTC cannot compile it (said once), the step runs the ops.
 //! [`StepNorm::Reference`] runs the kernel's arithmetic on the host
 //! ([`wax_kernels::resid_norm::reference`]): slow, for checking the fused layer loop against the
 //! ops on any device.
@@ -33,6 +34,7 @@ use super::decoder::{AttnMask, KvWrite, Model, Taps};
 use super::error::ModelError;
 use super::hooks::{HookPoint, LayerSite};
 use super::layers::Norm;
+use super::moe::Dispatch;
 use super::prep::SlotPrep;
 use super::rope::Rotation;
 use crate::cuda_graph;
@@ -76,7 +78,7 @@ fn kernel(ordinal: usize, shape: NormShape) -> Option<&'static ResidNorm> {
 
 /// The kernel shape of a model, `None` where the fused layers cannot serve it.
 fn shape_of(c: &ModelConfig, kind: Kind) -> Option<NormShape> {
-    if c.norm != NormKind::Rms || c.parallel_residual {
+    if c.norm != NormKind::Rms || c.parallel_residual || c.post_norm {
         return None;
     }
     let shape =
@@ -293,7 +295,7 @@ impl Model {
             let attn = taps.site(point(LayerSite::AttnOut), attn);
             let sites = [point(LayerSite::ResidMid)];
             let (mid, h) = norms.add_norm(&x, Some(&attn), &sites, &layer.ln2, taps)?;
-            let mlp = layer.mlp.forward(&h, self.packing.mlp);
+            let mlp = layer.mlp.forward(&h, self.packing.mlp, Dispatch::Dense)?;
             pending = Some(taps.site(point(LayerSite::MlpOut), mlp));
             base = mid;
         }

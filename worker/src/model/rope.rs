@@ -80,6 +80,9 @@ impl RopeConfig {
         let (params, prefix) = match (obj.get("rope_parameters"), obj.get("rope_scaling")) {
             (Some(Value::Object(p)), _) => (p.clone(), "rope_parameters."),
             (_, Some(Value::Object(p))) => (p.clone(), "rope_scaling."),
+            (Some(Value::Null) | None, Some(Value::Null) | None) if family == Family::GptOss => {
+                (super::gpt_oss::default_rope_parameters(), "rope_parameters.")
+            }
             (Some(Value::Null) | None, Some(Value::Null) | None) => {
                 (Map::new(), "rope_parameters.")
             }
@@ -98,7 +101,11 @@ impl RopeConfig {
             } else {
                 None
             })
-            .unwrap_or(10000.0);
+            .unwrap_or(if family == Family::GptOss {
+                super::gpt_oss::DEFAULT_ROPE_THETA
+            } else {
+                10000.0
+            });
         let prf = num(&params, "partial_rotary_factor", path, prefix)?
             .or(num(obj, "partial_rotary_factor", path, "")?)
             .or(if family == Family::GptNeoX {

@@ -11,8 +11,9 @@ use super::decoder::Model;
 use super::error::ModelError;
 
 impl Model {
-    /// Writes `dir/config.json` (the loaded config with `dtype` updated) and `dir/model.safetensors`
-    /// with every parameter under its Hugging Face name; tied embeddings are written once. LoRA
+    /// Writes `dir/config.json` (the loaded config with `dtype` updated and any
+    /// `quantization_config` removed) and `dir/model.safetensors` with every parameter under its
+    /// Hugging Face name (GPT-OSS experts dequantized); tied embeddings are written once. LoRA
     /// adapters are folded into the base weights (merged or not), so the snapshot is a plain
     /// model without adapter tensors.
     pub fn save_pretrained(&self, dir: &Path) -> Result<(), ModelError> {
@@ -27,6 +28,8 @@ impl Model {
         if let Some(obj) = raw.as_object_mut() {
             obj.insert("dtype".into(), dtype.into());
             obj.remove("torch_dtype");
+            // MXFP4 experts were dequantized at load and are written as plain tensors.
+            obj.remove("quantization_config");
         }
         let config_path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&raw)

@@ -19,6 +19,7 @@ use super::hooks::{HookPoint, masked_delta, summed_delta};
 use super::prep::SlotPrep;
 use super::resid::{SlotNorms, StepLayers};
 use super::rope;
+use super::window;
 
 /// The kind a decode loop over [`Model::forward_step_into`] keeps its logits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,19 +177,25 @@ impl Model {
         }
         let mut taps = self.step_taps(input.steering, b)?;
         let device = self.device();
-        let slots = SlotAttention::resolve(
-            self.step_attention,
-            c.num_heads,
-            c.num_kv_heads,
-            c.head_dim,
-            self.kind,
-            device,
-            input.real,
-            input.slot,
-            input.view,
-        );
-        let mask = match slots {
+        // The decode kernel knows neither sinks nor windows: such models attend through masks.
+        let slots = c.plain_attention().then(|| {
+            SlotAttention::resolve(
+                self.step_attention,
+                c.num_heads,
+                c.num_kv_heads,
+                c.head_dim,
+                self.kind,
+                device,
+                input.real,
+                input.slot,
+                input.view,
+            )
+        });
+        let mask = match slots.flatten() {
             Some(slots) => AttnMask::Slots(slots),
+            None if !c.plain_attention() => {
+                window::step_masks(c, input.real, input.slot, input.view, self.kind)
+            }
             None => AttnMask::Additive(step_mask(
                 input.real,
                 input.slot,

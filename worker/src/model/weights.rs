@@ -110,6 +110,18 @@ impl WeightFiles {
         kind: Kind,
         device: Device,
     ) -> Result<Tensor, ModelError> {
+        let t = self.read(name, shape, false)?;
+        Ok(t.f_to_kind(kind)?.f_to_device(device)?)
+    }
+
+    /// Tensor `name` as stored, uint8 (MXFP4 blocks and scales), on the CPU.
+    pub fn load_bytes(&self, name: &str, shape: &[i64]) -> Result<Tensor, ModelError> {
+        self.read(name, shape, true)
+    }
+
+    /// Tensor `name` in its stored kind on the CPU after a shape check: a float kind, or uint8
+    /// when `bytes`.
+    fn read(&self, name: &str, shape: &[i64], bytes: bool) -> Result<Tensor, ModelError> {
         let &i = self.index.get(name).ok_or_else(|| ModelError::MissingTensor {
             name: name.to_string(),
             searched: self.searched(),
@@ -127,10 +139,11 @@ impl WeightFiles {
             });
         }
         let src_kind = match view.dtype() {
-            Dtype::F32 => Kind::Float,
-            Dtype::BF16 => Kind::BFloat16,
-            Dtype::F16 => Kind::Half,
-            Dtype::F64 => Kind::Double,
+            Dtype::U8 if bytes => Kind::Uint8,
+            Dtype::F32 if !bytes => Kind::Float,
+            Dtype::BF16 if !bytes => Kind::BFloat16,
+            Dtype::F16 if !bytes => Kind::Half,
+            Dtype::F64 if !bytes => Kind::Double,
             other => {
                 return Err(ModelError::UnsupportedDtype {
                     path: path.clone(),
@@ -139,7 +152,6 @@ impl WeightFiles {
                 });
             }
         };
-        let t = Tensor::f_from_data_size(view.data(), &found, src_kind)?;
-        Ok(t.f_to_kind(kind)?.f_to_device(device)?)
+        Ok(Tensor::f_from_data_size(view.data(), &found, src_kind)?)
     }
 }
