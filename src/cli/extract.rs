@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Kind;
 use wax_worker::device::{parse_device, parse_kind};
+use wax_worker::tokenizer::{ReasoningEffort, TemplateOptions};
 use wax_worker::vectors::ExtractConfig;
 use wax_worker::vectors::extract::ExtractProgress;
 use wax_worker::vectors::geometry::Uncertainty;
@@ -45,9 +46,22 @@ pub struct ExtractArgs {
     /// Bootstrap resamples for the intervals.
     #[arg(long, default_value_t = 500)]
     resamples: usize,
+    /// Qwen3's `enable_thinking` for the chat template (default: the trained run's, else the
+    /// template's).
+    #[arg(long)]
+    enable_thinking: Option<bool>,
+    /// GPT-OSS's `reasoning_effort` for the chat template: low, medium or high (default: the
+    /// trained run's, else the template's, medium).
+    #[arg(long, value_parser = parse_effort)]
+    reasoning_effort: Option<ReasoningEffort>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+fn parse_effort(s: &str) -> Result<ReasoningEffort, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("`{s}`: expected low, medium or high"))
 }
 
 pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ExtractConfig> {
@@ -97,7 +111,10 @@ pub fn run(a: ExtractArgs) -> anyhow::Result<()> {
         config,
         device: device_of(a.device.as_deref())?,
         kind: kind_of(&a.dtype)?,
-        enable_thinking: None,
+        template_options: TemplateOptions {
+            enable_thinking: a.enable_thinking,
+            reasoning_effort: a.reasoning_effort,
+        },
         uncertainty: Uncertainty { resamples: a.resamples, ..Uncertainty::default() },
         out: a.out.clone(),
     };

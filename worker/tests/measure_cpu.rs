@@ -22,6 +22,7 @@ use wax_worker::evals::run::{EvalConfig, EvalInputs, Suite, run_eval};
 use wax_worker::evals::steering::EvalKind;
 use wax_worker::maze::EnvConfig;
 use wax_worker::rl::{TrainConfig, run};
+use wax_worker::tokenizer::TemplateOptions;
 use wax_worker::vectors::geometry::Uncertainty;
 use wax_worker::vectors::run::{ExtractJob, run_extract};
 use wax_worker::vectors::{Concept, ExtractConfig, Extraction};
@@ -92,7 +93,7 @@ fn extraction_and_every_suite_run_on_cpu_and_load_in_python() {
         config,
         device: tch::Device::Cpu,
         kind: tch::Kind::Float,
-        enable_thinking: None,
+        template_options: TemplateOptions::default(),
         uncertainty: Uncertainty { resamples: 50, null_draws: 50, ..Uncertainty::default() },
         out: out.clone(),
     };

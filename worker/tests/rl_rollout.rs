@@ -14,7 +14,7 @@ use wax_worker::rl::batch::{Batch, policy_forward};
 use wax_worker::rl::metrics::{StepMetrics, read_jsonl};
 use wax_worker::rl::rollout::{RolloutSpec, TurnLayout, play};
 use wax_worker::rl::{Algorithm, TrainConfig, run};
-use wax_worker::tokenizer::{ChatArgs, ChatTemplate, Tokenizer};
+use wax_worker::tokenizer::{ChatArgs, ChatTemplate, TemplateOptions, Tokenizer};
 
 fn builtin() -> (Model, Tokenizer, TurnLayout) {
     let dir = builtin_1m();
@@ -23,7 +23,7 @@ fn builtin() -> (Model, Tokenizer, TurnLayout) {
     let t = tok.chat_template().unwrap();
     let template =
         ChatTemplate::new(t.name(), t.source().to_string(), tok.special_tokens()).unwrap();
-    let layout = TurnLayout::new(&tok, template, None).unwrap();
+    let layout = TurnLayout::new(&tok, template, &TemplateOptions::default()).unwrap();
     (model, tok, layout)
 }
 

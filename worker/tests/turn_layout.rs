@@ -17,7 +17,7 @@ use std::sync::Arc;
 use wax_worker::maze::ScriptedPolicy;
 use wax_worker::maze::{ChatMessage, EnvConfig, Episode, Maze, MazeConfig, PolicyKind, Role};
 use wax_worker::rl::rollout::TurnLayout;
-use wax_worker::tokenizer::{ChatTemplate, Message, SpecialTokens};
+use wax_worker::tokenizer::{ChatTemplate, Message, SpecialTokens, TemplateOptions};
 
 fn data(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("worker/tests/data").join(name)).unwrap()
@@ -113,8 +113,15 @@ fn segments_are_the_whole_conversation_rendering_of_real_templates() {
     let mut requests = Vec::new();
     for case in cases() {
         let template = ChatTemplate::new(case.name, case.source.clone(), &special).unwrap();
-        let layout = TurnLayout::new(&tok, template, case.thinking).unwrap();
+        let layout = TurnLayout::new(
+            &tok,
+            template,
+            &TemplateOptions { enable_thinking: case.thinking, reasoning_effort: None },
+        )
+        .unwrap();
         assert_eq!(layout.matches_whole_conversation(), case.append_only, "{}", case.name);
+        // These templates answer right after the generation prompt.
+        assert_eq!(layout.answer_header(), "", "{}", case.name);
         for conv in &convs {
             ours.push((case.name, case.append_only, layout_render(&layout, &tok, conv)));
             let messages: Vec<Message> = conv.iter().map(Message::from).collect();

@@ -91,13 +91,26 @@ fn count_parameters(dir: &Path, tied: bool) -> Result<(i64, BTreeSet<String>), B
                 .get("shape")
                 .and_then(Value::as_array)
                 .ok_or_else(|| BuiltinError::io(&path, format!("tensor `{name}`: no shape")))?;
-            total += shape.iter().map(|d| d.as_i64().unwrap_or(0)).product::<i64>();
-            if let Some(d) = entry.get("dtype").and_then(Value::as_str) {
+            let dtype = entry.get("dtype").and_then(Value::as_str);
+            total += stored_parameters(name, dtype, shape);
+            if let Some(d) = dtype {
                 dtypes.insert(d.to_string());
             }
         }
     }
     Ok((total, dtypes))
+}
+
+/// Scalar parameters a stored tensor holds: its elements, except for MXFP4 experts (GPT-OSS),
+/// whose `*_blocks` bytes pack two FP4 values each and whose `*_scales` bytes are one shared
+/// exponent per 32 of them (quantization data, not parameters).
+fn stored_parameters(name: &str, dtype: Option<&str>, shape: &[Value]) -> i64 {
+    let elements = shape.iter().map(|d| d.as_i64().unwrap_or(0)).product::<i64>();
+    match dtype {
+        Some("U8") if name.ends_with("_blocks") => 2 * elements,
+        Some("U8") if name.ends_with("_scales") => 0,
+        _ => elements,
+    }
 }
 
 fn read_header(path: &Path) -> Result<Value, BuiltinError> {
@@ -169,4 +182,27 @@ pub fn inspect_snapshot(dir: &Path) -> Result<ModelSummary, BuiltinError> {
         chat_preview,
         chat_preview_tokens,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mxfp4_blocks_count_two_values_per_byte_and_scales_none() {
+        // GPT-OSS-20B's first gate_up: 32 experts, 5760 rows, 90 groups of 16 bytes.
+        let blocks = json!([32, 5760, 90, 16]);
+        let scales = json!([32, 5760, 90]);
+        let n = |name, dtype, shape: &Value| {
+            stored_parameters(name, Some(dtype), shape.as_array().unwrap())
+        };
+        let dense = 32 * 5760 * 2880;
+        assert_eq!(n("model.layers.0.mlp.experts.gate_up_proj_blocks", "U8", &blocks), dense);
+        assert_eq!(n("model.layers.0.mlp.experts.gate_up_proj_scales", "U8", &scales), 0);
+        // A dequantized snapshot stores the same matrix as [E, H, 2I].
+        let plain = json!([32, 2880, 5760]);
+        assert_eq!(n("model.layers.0.mlp.experts.gate_up_proj", "BF16", &plain), dense);
+        assert_eq!(n("model.embed_tokens.weight", "BF16", &json!([201088, 2880])), 201088 * 2880);
+    }
 }

@@ -50,11 +50,7 @@ impl Steer {
 }
 
 fn args(subject: &Subject, generation: bool) -> ChatArgs {
-    let a = ChatArgs::new(generation);
-    match subject.enable_thinking {
-        Some(on) => a.enable_thinking(on),
-        None => a,
-    }
+    subject.template_options.args(generation)
 }
 
 fn encode(subject: &Subject, text: &str) -> Result<Vec<i64>, EvalError> {

@@ -18,7 +18,7 @@ use super::judge::{self, JudgeConfig};
 use super::steering::{SteeringConfig, SuiteInputs, run_suite, tracking_items};
 use super::tracking::{TrackingConfig, correctness_tracking, maze_tracking};
 use crate::generate::Sampling;
-use crate::tokenizer::Message;
+use crate::tokenizer::{Message, TemplateOptions};
 use crate::vectors::emotions::{EmotionConfig, align, emotion_vectors, pc1_table};
 use crate::vectors::geometry::{Uncertainty, geometry};
 use crate::vectors::lens::logit_lens;
@@ -207,13 +207,19 @@ impl Ctx<'_> {
     fn load(&mut self, which: &str) -> Result<(), EvalError> {
         let (device, kind) = (self.cfg.device()?, self.cfg.kind()?);
         if which == "trained" && self.trained.is_none() {
-            self.trained = Some(Subject::load(&self.v.meta.model_dir, device, kind, None)?);
+            self.trained = Some(Subject::load(
+                &self.v.meta.model_dir,
+                device,
+                kind,
+                TemplateOptions::default(),
+            )?);
         }
         if which == "naive"
             && self.naive.is_none()
             && let Some(u) = &self.u
         {
-            self.naive = Some(Subject::load(&u.meta.model_dir, device, kind, None)?);
+            self.naive =
+                Some(Subject::load(&u.meta.model_dir, device, kind, TemplateOptions::default())?);
         }
         Ok(())
     }
@@ -225,7 +231,12 @@ fn emotion_corpus(
     progress: &mut Progress,
 ) -> Result<EmotionCorpus, EvalError> {
     if let Some(g) = &section.generate {
-        let subject = Subject::load(&g.model, cfg.device()?, cfg.kind()?, Some(false))?;
+        let subject = Subject::load(
+            &g.model,
+            cfg.device()?,
+            cfg.kind()?,
+            TemplateOptions { enable_thinking: Some(false), reasoning_effort: None },
+        )?;
         let emotions = data::builtin_emotion_corpus().emotions();
         let mut asks = Vec::new();
         for e in &emotions {

@@ -4,6 +4,7 @@
 
 use super::loss::{Aggregation, KlEstimator};
 use crate::maze::{EnvConfig, MazeConfig};
+use crate::tokenizer::{ReasoningEffort, TemplateOptions};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -157,6 +158,9 @@ pub struct TrainConfig {
     pub token_budget: usize,
     /// Pass `enable_thinking` to the chat template (Qwen3 with reasoning off: false).
     pub enable_thinking: Option<bool>,
+    /// Pass `reasoning_effort` to the chat template (GPT-OSS's harmony: low, medium, high).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
     pub lora: LoraSettings,
     pub ppo: PpoSettings,
     pub sft: SftSettings,
@@ -203,6 +207,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             token_budget: 1024,
             enable_thinking: None,
+            reasoning_effort: None,
             lora: LoraSettings::default(),
             ppo: PpoSettings::default(),
             sft: SftSettings::default(),
@@ -224,6 +229,14 @@ impl Default for TrainConfig {
 pub struct ConfigError(pub String);
 
 impl TrainConfig {
+    /// The chat-template switches of this run's conversations.
+    pub fn template_options(&self) -> TemplateOptions {
+        TemplateOptions {
+            enable_thinking: self.enable_thinking,
+            reasoning_effort: self.reasoning_effort,
+        }
+    }
+
     /// Reads a TOML file; errors carry `file:line:column`.
     pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -13,18 +13,21 @@
 //! whatever the template writes once, such as a default system prompt); a later turn's segment
 //! is what the template writes after an assistant message up to the next generation prompt:
 //! the close of the previous assistant turn, the user message and the prompt. Both are taken
-//! as differences of whole-conversation renderings, so for every template that renders a
-//! conversation as an append-only sequence (ChatML, SmolLM2's and Qwen2.5's default system
-//! prompts, Qwen3 with thinking on) the concatenation is exactly the template's rendering of
-//! the whole conversation. Templates that rewrite earlier turns (Qwen3 with `enable_thinking`
-//! off drops the empty think block of past answers) cannot be rendered append-only; for them
-//! each turn keeps what the template wrote when it was the latest, and
+//! as differences of whole-conversation renderings. Every segment then ends with the template's
+//! answer header: what it writes between the generation prompt and an answer's content (empty
+//! for most templates; harmony's `<|channel|>final<|message|>`, so the move is written in the
+//! final channel). For every template that renders a conversation as an append-only sequence
+//! (ChatML, SmolLM2's and Qwen2.5's default system prompts, Llama 3, Qwen3 with thinking on,
+//! GPT-OSS's harmony) the concatenation is exactly the template's rendering of the whole
+//! conversation. Templates that rewrite earlier turns (Qwen3 with `enable_thinking` off drops
+//! the empty think block of past answers) cannot be rendered append-only; for them each turn
+//! keeps what the template wrote when it was the latest, and
 //! [`TurnLayout::matches_whole_conversation`] is false.
 
 use crate::generate::{Allowed, Chunk, GenerateError, GenerateOptions, Sampling, Session};
 use crate::maze::{ChatMessage, Dir, EnvConfig, Episode, Maze, Tile};
 use crate::model::{Model, TokenRole};
-use crate::tokenizer::{ChatArgs, ChatTemplate, Tokenizer, TokenizerError};
+use crate::tokenizer::{ChatArgs, ChatTemplate, TemplateOptions, Tokenizer, TokenizerError};
 use std::sync::Arc;
 
 /// Converts the conversation of a maze into model tokens.
@@ -33,6 +36,8 @@ pub struct TurnLayout {
     args: ChatArgs,
     /// Whether segments concatenate to the template's rendering of the whole conversation.
     exact: bool,
+    /// What the template writes between the generation prompt and an answer's content.
+    answer_header: String,
     /// Token ids of N, E, S, W.
     pub moves: [i64; 4],
 }
@@ -47,12 +52,9 @@ impl TurnLayout {
     pub fn new(
         tokenizer: &Tokenizer,
         template: ChatTemplate,
-        enable_thinking: Option<bool>,
+        options: &TemplateOptions,
     ) -> Result<TurnLayout, TokenizerError> {
-        let mut args = ChatArgs::new(true);
-        if let Some(on) = enable_thinking {
-            args = args.enable_thinking(on);
-        }
+        let args = options.chat_args();
         let mut moves = [0i64; 4];
         for (slot, d) in moves.iter_mut().zip(Dir::ALL) {
             let letter = d.letter().to_string();
@@ -67,9 +69,11 @@ impl TurnLayout {
                 }
             }
         }
-        let mut layout = TurnLayout { template, args, exact: false, moves };
+        let mut layout =
+            TurnLayout { template, args, exact: false, answer_header: String::new(), moves };
         // Probing writes an answer with a character the template must pass through verbatim.
-        layout.segment_text(2, "p")?;
+        layout.prompt_text(2, "p")?;
+        layout.answer_header = layout.probe_answer_header()?;
         layout.exact = layout.append_only()?;
         if !layout.exact {
             tracing::warn!(
@@ -87,6 +91,26 @@ impl TurnLayout {
         self.exact
     }
 
+    /// The text between the generation prompt and an answer's content: the probe rendering
+    /// with an answer, after the rendering of its first message with the generation prompt, up
+    /// to the answer. Empty when the former does not extend the latter (the template rewrites
+    /// the prompt once answered: such a layout is not exact anyway).
+    fn probe_answer_header(&self) -> Result<String, TokenizerError> {
+        let prompt = self.template.render_maze(&[ChatMessage::user(PROBE_USER)], &self.args)?;
+        let probe =
+            [ChatMessage::user(PROBE_USER), ChatMessage::assistant(PROBE), ChatMessage::user("p")];
+        let full = self.template.render_maze(&probe, &self.args)?;
+        Ok(match full.strip_prefix(&prompt).and_then(|rest| rest.split_once(PROBE)) {
+            Some((header, _)) => header.to_string(),
+            None => String::new(),
+        })
+    }
+
+    /// What every segment ends with after the generation prompt (see the module docs).
+    pub fn answer_header(&self) -> &str {
+        &self.answer_header
+    }
+
     fn append_only(&self) -> Result<bool, TokenizerError> {
         let users = ["first", "second", "third"];
         let mut msgs = Vec::new();
@@ -99,13 +123,21 @@ impl TurnLayout {
                 msgs.push(ChatMessage::assistant("E"));
             }
         }
-        Ok(self.template.render_maze(&msgs, &self.args)? == joined)
+        // The last segment ends with the answer header, which a rendering that ends with the
+        // generation prompt does not write.
+        let whole = self.template.render_maze(&msgs, &self.args)? + &self.answer_header;
+        Ok(whole == joined)
     }
 
     /// The text of turn `turn` (1-based) before the move: for turn 1 the rendering of the
     /// first user message with the generation prompt; for later turns what the template writes
-    /// after an answer up to the next generation prompt.
+    /// after an answer up to the next generation prompt; both followed by the answer header.
     pub fn segment_text(&self, turn: u32, user: &str) -> Result<String, TokenizerError> {
+        Ok(self.prompt_text(turn, user)? + &self.answer_header)
+    }
+
+    /// [`TurnLayout::segment_text`] without the answer header.
+    fn prompt_text(&self, turn: u32, user: &str) -> Result<String, TokenizerError> {
         if turn <= 1 {
             return self.template.render_maze(&[ChatMessage::user(user)], &self.args);
         }

@@ -211,7 +211,7 @@ impl Trainer {
         let template = tokenizer
             .chat_template_or_plain()
             .map_err(|e| TrainError::Config(format!("chat template: {e}")))?;
-        let layout = TurnLayout::new(&tokenizer, template, cfg.enable_thinking)
+        let layout = TurnLayout::new(&tokenizer, template, &cfg.template_options())
             .map_err(|e| TrainError::Config(format!("chat template: {e}")))?;
 
         let mut named = trainable(&model, cfg.lora.enabled);

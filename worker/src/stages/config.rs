@@ -18,6 +18,7 @@ use crate::evals::run::{EvalConfig, Suite};
 use crate::maze::{EnvConfig, MazeConfig};
 use crate::pretrain::PretrainConfig;
 use crate::rl::TrainConfig;
+use crate::tokenizer::ReasoningEffort;
 use crate::vectors::ExtractConfig;
 
 /// A problem with one field of a stage config.
@@ -86,11 +87,15 @@ pub struct ModelStage {
     /// descendants); unset: the template's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_thinking: Option<bool>,
+    /// GPT-OSS's `reasoning_effort` (low, medium, high) for every conversation with this model
+    /// (and its trained descendants); unset: the template's default (medium).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 impl Default for ModelStage {
     fn default() -> Self {
-        ModelStage { reference: "builtin:1m".into(), enable_thinking: None }
+        ModelStage { reference: "builtin:1m".into(), enable_thinking: None, reasoning_effort: None }
     }
 }
 

@@ -10,6 +10,7 @@ use super::ctx::{StageCtx, StageError};
 use super::model::{MODEL_INFO, ModelInfo};
 use super::rl::{final_checkpoint, start_snapshot};
 use super::write_json;
+use crate::tokenizer::TemplateOptions;
 use crate::vectors::VectorError;
 use crate::vectors::extract::ExtractProgress;
 use crate::vectors::geometry::Uncertainty;
@@ -47,13 +48,15 @@ pub fn run(ctx: &StageCtx, st: &ExtractStage) -> Result<(), StageError> {
                     input.kind
                 )));
             }
-            // The trainer's state.json next to the snapshot carries enable_thinking.
-            (Role::Trained, final_checkpoint(input)?.join("model"), None)
+            // The trainer's state.json next to the snapshot carries the template switches.
+            (Role::Trained, final_checkpoint(input)?.join("model"), TemplateOptions::default())
         }
         Subject::Naive => (
             Role::Naive,
             start_snapshot(input, st.checkpoint)?,
-            ModelInfo::read(input.fetch(&[MODEL_INFO])?)?.and_then(|i| i.enable_thinking),
+            ModelInfo::read(input.fetch(&[MODEL_INFO])?)?
+                .map(|i| i.template_options())
+                .unwrap_or_default(),
         ),
     };
     let model_path =

@@ -15,6 +15,7 @@ use super::ctx::{StageCtx, StageError};
 use crate::artifacts::{ArtifactStore, FileRecord};
 use crate::builtin::pretrained::{PRETRAINED_PREFIX, lookup, pretrained_names};
 use crate::builtin::{BUILTIN_PREFIX, BuiltinRef, inspect_snapshot};
+use crate::tokenizer::{ReasoningEffort, TemplateOptions};
 
 /// The file a model stage writes next to the snapshot: where it came from and what it is.
 pub const MODEL_INFO: &str = "wax-model.json";
@@ -27,6 +28,9 @@ pub struct ModelInfo {
     /// `enable_thinking` for conversations with this model and its trained descendants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_thinking: Option<bool>,
+    /// `reasoning_effort` for conversations with this model and its trained descendants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
     pub family: String,
     pub parameters: i64,
     pub layers: i64,
@@ -37,6 +41,14 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// The chat-template switches recorded for this model.
+    pub fn template_options(&self) -> TemplateOptions {
+        TemplateOptions {
+            enable_thinking: self.enable_thinking,
+            reasoning_effort: self.reasoning_effort,
+        }
+    }
+
     /// Reads `dir/wax-model.json` (`None` if absent).
     pub fn read(dir: &Path) -> Result<Option<ModelInfo>, StageError> {
         let path = dir.join(MODEL_INFO);
@@ -111,6 +123,7 @@ pub fn run(ctx: &StageCtx, m: &ModelStage) -> Result<(), StageError> {
     let info = ModelInfo {
         reference: m.reference.clone(),
         enable_thinking: m.enable_thinking,
+        reasoning_effort: m.reasoning_effort,
         family: summary.family.clone(),
         parameters: summary.parameters,
         layers: summary.layers,

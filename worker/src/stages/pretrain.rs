@@ -83,7 +83,7 @@ pub fn run(ctx: &StageCtx, cfg: &PretrainConfig) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Carries the model stage's `wax-model.json` (reference, `enable_thinking`) forward.
+/// Carries the model stage's `wax-model.json` (reference, template switches) forward.
 pub fn copy_model_info(from: &Path, to: &Path) -> Result<(), StageError> {
     let src = from.join(MODEL_INFO);
     if src.is_file() {

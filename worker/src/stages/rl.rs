@@ -117,9 +117,9 @@ pub fn run(ctx: &StageCtx, st: &RlStage) -> Result<(), StageError> {
     let mut cfg = st.train.clone();
     cfg.model = start.display().to_string();
     cfg.device = device_name(ctx.device);
-    if cfg.enable_thinking.is_none() {
-        cfg.enable_thinking =
-            ModelInfo::read(input.fetch(&[MODEL_INFO])?)?.and_then(|i| i.enable_thinking);
+    if let Some(info) = ModelInfo::read(input.fetch(&[MODEL_INFO])?)? {
+        cfg.enable_thinking = cfg.enable_thinking.or(info.enable_thinking);
+        cfg.reasoning_effort = cfg.reasoning_effort.or(info.reasoning_effort);
     }
     let resume = ctx.reporter.resume_point(
         &[CheckpointRole::Resume, CheckpointRole::Science],

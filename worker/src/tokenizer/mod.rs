@@ -14,6 +14,7 @@ mod config;
 pub mod corpus;
 pub(crate) mod jinja;
 pub mod maze_text;
+pub mod options;
 pub mod train;
 
 pub use chat::{BUILTIN_CHATML_TEMPLATE, ChatArgs, ChatTemplate, Message, PlainTemplate};
@@ -21,6 +22,7 @@ pub use config::SpecialTokens;
 pub use corpus::{Corpus, Document, Split};
 pub(crate) use jinja::{DAYS, MONTHS};
 pub use maze_text::{MazeTextConfig, maze_conversations};
+pub use options::{ReasoningEffort, TemplateOptions};
 pub use train::{
     MoveCheck, TrainConfig, TrainReport, maze_phrases, tokens_per_turn, train_builtin, verify_moves,
 };

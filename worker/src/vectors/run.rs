@@ -11,6 +11,7 @@ use super::extract::{ExtractConfig, ExtractProgress, Extraction, extract};
 use super::geometry::{Geometry, Uncertainty, geometry};
 use super::store::write_json;
 use super::{Subject, VectorError};
+use crate::tokenizer::TemplateOptions;
 
 /// What to extract.
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ pub struct ExtractJob {
     pub config: ExtractConfig,
     pub device: Device,
     pub kind: Kind,
-    pub enable_thinking: Option<bool>,
+    pub template_options: TemplateOptions,
     pub uncertainty: Uncertainty,
     pub out: PathBuf,
 }
@@ -77,13 +78,13 @@ pub fn extract_to(
     config: &ExtractConfig,
     device: Device,
     kind: Kind,
-    enable_thinking: Option<bool>,
+    template_options: TemplateOptions,
     uncertainty: Uncertainty,
     dir: &Path,
     progress: &mut dyn FnMut(Role, ExtractProgress),
 ) -> Result<(Extraction, ModelSummary), VectorError> {
     let _guard = tch::no_grad_guard();
-    let subject = Subject::load(reference, device, kind, enable_thinking)?;
+    let subject = Subject::load(reference, device, kind, template_options)?;
     let e = extract(&subject, config, |p| progress(role, p))?;
     e.save(dir)?;
     let g = geometry(&e, uncertainty);
@@ -124,7 +125,7 @@ fn one(
         &job.config,
         job.device,
         job.kind,
-        job.enable_thinking,
+        job.template_options,
         job.uncertainty,
         &dir,
         progress,

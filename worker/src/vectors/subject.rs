@@ -11,7 +11,7 @@ use crate::builtin::resolve_model_ref;
 use crate::maze::{EnvConfig, MazeConfig};
 use crate::model::Model;
 use crate::rl::rollout::TurnLayout;
-use crate::tokenizer::{ChatTemplate, Tokenizer};
+use crate::tokenizer::{ChatTemplate, TemplateOptions, Tokenizer};
 
 /// A loaded model with everything needed to feed it conversations.
 pub struct Subject {
@@ -24,8 +24,8 @@ pub struct Subject {
     pub template: ChatTemplate,
     /// The maze conversation layout used in RL (per-turn segments + one move token).
     pub layout: TurnLayout,
-    /// Qwen3's `enable_thinking` switch as used for this model.
-    pub enable_thinking: Option<bool>,
+    /// The chat-template switches as used for this model.
+    pub template_options: TemplateOptions,
     /// What the trainer's `state.json` next to the snapshot says (algorithm, seed, step, maze,
     /// env), if the snapshot is a wax checkpoint.
     pub provenance: Provenance,
@@ -45,7 +45,7 @@ pub struct Provenance {
     #[serde(skip)]
     pub env: Option<EnvConfig>,
     #[serde(skip)]
-    pub enable_thinking: Option<bool>,
+    pub template_options: TemplateOptions,
 }
 
 impl Provenance {
@@ -87,19 +87,27 @@ impl Provenance {
             step: v["step"].as_u64(),
             maze,
             env,
-            enable_thinking: cfg["enable_thinking"].as_bool(),
+            template_options: TemplateOptions {
+                enable_thinking: cfg["enable_thinking"].as_bool(),
+                reasoning_effort: match parse("reasoning_effort")? {
+                    Some(r) => Some(serde_json::from_value(r).map_err(|e| {
+                        VectorError::io(&state, format!("config.reasoning_effort: {e}"))
+                    })?),
+                    None => None,
+                },
+            },
         })
     }
 }
 
 impl Subject {
     /// Loads `reference` (a `builtin:<size>` or a snapshot directory) on `device` in `kind`.
-    /// `enable_thinking` overrides what the trainer used (Qwen3 templates only).
+    /// The switches set in `template_options` override what the trainer used.
     pub fn load(
         reference: &str,
         device: Device,
         kind: Kind,
-        enable_thinking: Option<bool>,
+        template_options: TemplateOptions,
     ) -> Result<Subject, VectorError> {
         let dir = resolve_model_ref(reference)
             .map_err(|e| VectorError::Model(format!("{reference}: {e}")))?;
@@ -111,8 +119,8 @@ impl Subject {
         let template = tokenizer
             .chat_template_or_plain()
             .map_err(|e| VectorError::Model(format!("chat template: {e}")))?;
-        let enable_thinking = enable_thinking.or(provenance.enable_thinking);
-        let layout = TurnLayout::new(&tokenizer, template.clone(), enable_thinking)
+        let template_options = template_options.or(provenance.template_options);
+        let layout = TurnLayout::new(&tokenizer, template.clone(), &template_options)
             .map_err(|e| VectorError::Model(format!("{}: maze layout: {e}", dir.display())))?;
         Ok(Subject {
             reference: reference.to_string(),
@@ -121,7 +129,7 @@ impl Subject {
             tokenizer,
             template,
             layout,
-            enable_thinking,
+            template_options,
             provenance,
         })
     }
