@@ -217,7 +217,7 @@ pub fn defaults(kind: &str) -> Value {
     }
 }
 
-/// Default maze generation settings (PROTOCOL.md §1.1), shared by the stages that build mazes.
+/// Default maze generation settings (docs/protocol.md §1.1), shared by the stages that build mazes.
 pub fn maze_defaults() -> Value {
     json!({
         "width": 100,
@@ -230,7 +230,7 @@ pub fn maze_defaults() -> Value {
     })
 }
 
-/// Default episode rules (PROTOCOL.md §1.3–1.8).
+/// Default episode rules (docs/protocol.md §1.3–1.8).
 pub fn env_defaults() -> Value {
     json!({
         "turns": 15,

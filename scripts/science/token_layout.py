@@ -8,7 +8,7 @@ Usage: token_layout.py SNAPSHOT_DIR SYNTHETIC.jsonl [EXTRACTION.json]
 - per_turn:   every user turn rendered on its own with the generation prompt, joined by the
               close of an assistant turn (the layout wax used before 2026-12-04), tokenized turn
               by turn, plus one token per move;
-- wax:        `tokens` of a `wax extract` run's extraction.json on the same trajectories
+- wax:        `meta.tokens` of a `wax extract` run's extraction.json on the same trajectories
               (optional).
 
 SYNTHETIC.jsonl is `wax maze synthetic --per-class N` output. Prints JSON.
@@ -46,7 +46,7 @@ def main() -> int:
             per_turn += count(close + seg if t else seg) + 1
     out = {"trajectories": len(rows), "whole": whole, "per_turn": per_turn}
     if len(sys.argv) == 4:
-        out["wax"] = json.load(open(sys.argv[3], encoding="utf-8"))["tokens"]
+        out["wax"] = json.load(open(sys.argv[3], encoding="utf-8"))["meta"]["tokens"]
     print(json.dumps(out))
     return 0
 

@@ -3,8 +3,9 @@
 //!
 //! Why moto: of the S3-protocol servers that install from a registry without Docker, it is the
 //! one that honours conditional writes atomically (`If-None-Match: *`: of 32 concurrent
-//! creators of one key exactly one wins; see `shared/FACTS.md`), which the `_COMMITTED` marker
-//! uses. It does not check request signatures; wax signs every request anyway.
+//! creators of one key exactly one wins, measured on this project's machines), which the
+//! `_COMMITTED` marker uses. It does not check request signatures; wax signs every request
+//! anyway.
 //!
 //! The server stops when the [`TestS3`] is dropped, and also when the test process dies in any
 //! way: it runs under a small shell that holds a pipe whose write end only the test process

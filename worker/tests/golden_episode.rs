@@ -30,8 +30,8 @@ fn seeded_episode_renders_exactly_as_pinned() {
     assert_eq!(text, golden, "rendered episode differs from {GOLDEN}");
 }
 
-/// The golden text follows PROTOCOL.md §1.6 line by line: alternating ChatML user and assistant
-/// blocks, no system prompt, every user message built from the verbatim template, every
+/// The golden text follows docs/protocol.md §1.6 line by line: alternating ChatML user and
+/// assistant blocks, no system prompt, every user message built from the verbatim template, every
 /// assistant message one move letter.
 #[test]
 fn golden_text_follows_the_protocol_format() {

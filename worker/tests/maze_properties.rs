@@ -1,4 +1,4 @@
-//! Properties of generation and dynamics over thousands of seeds (PROTOCOL.md §1).
+//! Properties of generation and dynamics over thousands of seeds (docs/protocol.md §1).
 
 use proptest::prelude::*;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The measurement pipeline end to end on CPU (PROTOCOL.md §3–§7), short form: a builtin model
+//! The measurement pipeline end to end on CPU (docs/protocol.md §3–§7), short form: a builtin model
 //! trained briefly by the RL trainer, extraction of v (trained) and u (maze-naive), every
 //! `wax eval` suite with the offline judge, the steering suite again with the HTTP judge
 //! against an OpenAI-compatible test server, and the artifacts read back in Python

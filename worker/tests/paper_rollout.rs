@@ -1,4 +1,4 @@
-//! Replays the paper's worked rollout (App. K, Table 25; PROTOCOL.md §1.9) on a grid rebuilt
+//! Replays the paper's worked rollout (App. K, Table 25; docs/protocol.md §1.9) on a grid rebuilt
 //! from the table's neighbour columns: every prompt's neighbours, the wind announcement and
 //! every cumulative return must match the paper.
 

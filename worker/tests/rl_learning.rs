@@ -1,6 +1,6 @@
-//! Learning tests, short form (PROTOCOL.md §2 scaled to CI): the smallest builtin model trained
-//! with each algorithm raises the mean return on 64 held-out mazes clearly above the untrained
-//! policy's on the same mazes, wind and sampling noise (paired t test).
+//! Learning tests, short form (docs/protocol.md §2 scaled to CI): the smallest builtin model
+//! trained with each algorithm raises the mean return on 64 held-out mazes clearly above the
+//! untrained policy's on the same mazes, wind and sampling noise (paired t test).
 //!
 //! Short form: 5-turn mazes with the clause order fixed (N, E, S, W), 60 steps of 8 mazes × 8
 //! rollouts. A 1M-parameter random-init model learns to read a fixed layout in a minute or two;

@@ -1,4 +1,4 @@
-//! Synthetic extraction trajectories (PROTOCOL.md §3.1): right final tile, Path before it,
+//! Synthetic extraction trajectories (docs/protocol.md §3.1): right final tile, Path before it,
 //! even lengths, balanced final directions, rendered like the policy's own conversations.
 
 use std::collections::HashMap;

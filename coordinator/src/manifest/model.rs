@@ -135,7 +135,7 @@ pub struct Trial {
     pub config: Value,
 }
 
-/// Short axis names of DESIGN.md and the dotted paths they stand for.
+/// Short axis names a manifest may use and the dotted paths they stand for.
 pub const ALIASES: &[(&str, &str)] = &[
     ("mapping", "env.mapping"),
     ("model", "model.ref"),

@@ -3,7 +3,7 @@
 //! the machine (content-addressed, so model weights are fetched once per machine), and how an
 //! attempt is marked canonical.
 //!
-//! Layout (DESIGN.md): `cas/<stage-id>/<attempt>/…` holds an attempt's files;
+//! Layout (ARCHITECTURE.md): `cas/<stage-id>/<attempt>/…` holds an attempt's files;
 //! `cas/<stage-id>/_COMMITTED` (JSON: the attempt and its files) is written after the
 //! coordinator committed that attempt, with a conditional create. Correctness never rests on
 //! the marker — readers follow the coordinator's record — but the marker lets anyone holding

@@ -1,4 +1,4 @@
-//! Behavioural evaluations (PROTOCOL.md §6–§7): datasets, judges, the steering suite and the
+//! Behavioural evaluations (docs/protocol.md §6–§7): datasets, judges, the steering suite and the
 //! tracking analyses.
 
 pub mod chat;

@@ -1,4 +1,4 @@
-//! The steering behaviour suite (PROTOCOL.md §6).
+//! The steering behaviour suite (docs/protocol.md §6).
 //!
 //! For every condition, concept, steering layer and α, the suite generates (or, for confidence,
 //! scores) under `coefficient · vector` added to the block output on assistant-turn tokens:
@@ -402,7 +402,7 @@ struct Phase1 {
     false_id: i64,
 }
 
-/// The question wording of Phase 1 (PROTOCOL.md §6.4, verbatim).
+/// The question wording of Phase 1 (docs/protocol.md §6.4, verbatim).
 pub const PTRUE_QUESTION: &str = "Is your proposed answer correct? Answer only 'True' or 'False'.";
 
 fn single_token(subject: &Subject, text: &str) -> Result<i64, EvalError> {

@@ -1,4 +1,5 @@
-//! Tracking analyses (PROTOCOL.md §7): do projections on the concept vectors separate outcomes?
+//! Tracking analyses (docs/protocol.md §7): do projections on the concept vectors separate
+//! outcomes?
 //!
 //! - Maze tracking (§7.2): fresh synthetic Mold-final and Gold-final trajectories (a different
 //!   seed range from extraction), the activation at the last move letter at the vector's layer,

@@ -1,4 +1,4 @@
-//! One episode in a maze: dynamics, rewards and the conversation (PROTOCOL.md §1.3–1.8).
+//! One episode in a maze: dynamics, rewards and the conversation (docs/protocol.md §1.3–1.8).
 //!
 //! A turn, for a chosen direction `d` from position `p`:
 //! 1. the agent enters `p + d`; the tile it left (`p`) melts into Mold;

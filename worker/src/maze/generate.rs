@@ -1,4 +1,4 @@
-//! Maze generation (PROTOCOL.md §1.1, App. J.1).
+//! Maze generation (docs/protocol.md §1.1, App. J.1).
 //!
 //! 1. The whole grid starts as Mold (the outermost ring stays Mold for ever).
 //! 2. From an interior cell drawn uniformly, a random walk of `L` steps turns every visited

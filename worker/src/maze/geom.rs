@@ -1,6 +1,6 @@
 //! Directions, positions and move parsing.
 //!
-//! Coordinates follow the paper's worked rollout (PROTOCOL.md §1.2): a location is `(x, y)`,
+//! Coordinates follow the paper's worked rollout (docs/protocol.md §1.2): a location is `(x, y)`,
 //! `x` grows to the East and `y` grows to the South, so N is `y − 1` and W is `x − 1`.
 
 use serde::{Deserialize, Serialize};
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn steps_follow_the_papers_example() {
-        // PROTOCOL.md §1.2: N from (50, 49) lands on (50, 48); wind from the East moves West.
+        // docs/protocol.md §1.2: N from (50, 49) lands on (50, 48); wind from the East moves West.
         assert_eq!(Pos::new(50, 49).step(Dir::N), Pos::new(50, 48));
         assert_eq!(Pos::new(50, 46).step(Dir::W), Pos::new(49, 46));
         assert_eq!(Pos::new(1, 1).step(Dir::S), Pos::new(1, 2));

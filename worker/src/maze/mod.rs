@@ -1,4 +1,4 @@
-//! The paper's maze (PROTOCOL.md §1): a 100 × 100 grid of office-emoji tiles, walked for 15
+//! The paper's maze (docs/protocol.md §1): a 100 × 100 grid of office-emoji tiles, walked for 15
 //! turns by a policy that sees only its coordinates and four neighbours.
 //!
 //! - [`generate`]: seeded maze generation ([`Maze::generate`]).

@@ -19,7 +19,7 @@ pub enum PolicyKind {
     Greedy,
     /// Uniformly random moves.
     Random,
-    /// Always N — what an untrained model nearly does (PROTOCOL.md §2.3).
+    /// Always N — what an untrained model nearly does (docs/protocol.md §2.3).
     North,
 }
 

@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn user_message_is_verbatim_app_k() {
-        // PROTOCOL.md §1.6 [VERBATIM].
+        // docs/protocol.md §1.6 [VERBATIM].
         assert_eq!(
             user_message(&app_k_turn1(), &TileMapping::office(), Apostrophe::Typographic),
             "You are in a maze. Currently, you’re at location (50, 49). To the north there is 🧾; \

@@ -1,4 +1,4 @@
-//! Synthetic ("off-policy") trajectories for concept-vector extraction (PROTOCOL.md §3.1).
+//! Synthetic ("off-policy") trajectories for concept-vector extraction (docs/protocol.md §3.1).
 //!
 //! For each final-tile class and each index `i`, a trajectory of `n` moves is built in a fresh
 //! maze: the first `n − 1` moves each step uniformly onto a neighbouring **Path** tile (melted

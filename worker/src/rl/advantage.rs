@@ -1,4 +1,4 @@
-//! Advantage estimators for the maze RL algorithms (PROTOCOL.md §2), in plain `f64`.
+//! Advantage estimators for the maze RL algorithms (docs/protocol.md §2), in plain `f64`.
 //!
 //! * [`group_advantages`]: Dr. GRPO (`R_i − mean_g`) and GRPO (`(R_i − mean_g)/(std_g + eps)`),
 //!   where the mean and the unbiased standard deviation run over the rollouts of one group

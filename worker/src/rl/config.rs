@@ -1,5 +1,5 @@
 //! The training configuration: one TOML file per run (`wax train run.toml`). Every field has the
-//! paper's value as its default where the paper gives one (PROTOCOL.md §2); the CPU-sized
+//! paper's value as its default where the paper gives one (docs/protocol.md §2); the CPU-sized
 //! defaults are marked. Unknown keys are errors, and errors name the file, line and field.
 
 use super::loss::{Aggregation, KlEstimator};

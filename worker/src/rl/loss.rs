@@ -1,4 +1,4 @@
-//! Loss terms and diagnostics for the maze RL algorithms (PROTOCOL.md §2), on `tch` tensors.
+//! Loss terms and diagnostics for the maze RL algorithms (docs/protocol.md §2), on `tch` tensors.
 //!
 //! Per-token functions work elementwise on tensors of any shape (the trainer uses `[B, T]`,
 //! batch by turn) on any device, in the floating kind of their inputs. Masks are float tensors

@@ -1,4 +1,4 @@
-//! Reinforcement learning in the maze (PROTOCOL.md §2): rollouts, the algorithms' math, one
+//! Reinforcement learning in the maze (docs/protocol.md §2): rollouts, the algorithms' math, one
 //! trainer for Dr. GRPO, GRPO, token-level REINFORCE, PPO and the SFT control.
 
 pub mod advantage;

@@ -1,4 +1,4 @@
-//! Batched multi-turn maze rollouts (PROTOCOL.md §1, §2.1).
+//! Batched multi-turn maze rollouts (docs/protocol.md §1, §2.1).
 //!
 //! Every row of one [`Session`] plays one episode: each turn appends the environment's next user
 //! message (rendered by the model's chat template, closing the previous assistant turn first)

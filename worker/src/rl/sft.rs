@@ -1,4 +1,4 @@
-//! The SFT control's data (PROTOCOL.md §2.5): high-return trajectories in fresh mazes.
+//! The SFT control's data (docs/protocol.md §2.5): high-return trajectories in fresh mazes.
 //!
 //! Each turn the agent replans with the exact planner (`maze::best_plan`: branch and bound over
 //! every move sequence of the remaining turns, with melting, on the current grid) and takes the

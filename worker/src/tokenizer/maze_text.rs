@@ -1,6 +1,6 @@
 //! Maze conversations for tokenizer training and measurement: played episodes (scripted
 //! policies, wind and shuffling as configured) and synthetic extraction trajectories
-//! (PROTOCOL.md §3.1).
+//! (docs/protocol.md §3.1).
 
 use super::TokenizerError;
 use crate::maze::{

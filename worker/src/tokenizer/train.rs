@@ -53,7 +53,7 @@ pub struct TrainConfig {
     pub phrase_tokens: Vec<String>,
 }
 
-/// The fixed phrases of the maze prompt (PROTOCOL.md §1.4, §1.6), both apostrophes.
+/// The fixed phrases of the maze prompt (docs/protocol.md §1.4, §1.6), both apostrophes.
 pub fn maze_phrases() -> Vec<String> {
     let mut out = Vec::new();
     for apostrophe in ['\u{2019}', '\''] {
@@ -282,7 +282,7 @@ fn letter_index(content: &str) -> Option<usize> {
 
 /// Checks, by encoding, that every assistant move in `conversations` is exactly one token in
 /// ChatML (`N`) and in the plain dialogue (`" N"`), and that a render left open after the last
-/// move (PROTOCOL.md §3.2) ends with that move's token.
+/// move (docs/protocol.md §3.2) ends with that move's token.
 pub fn verify_moves(
     tok: &Tokenizer,
     conversations: &[Vec<ChatMessage>],

@@ -1,4 +1,4 @@
-//! Emotion concept vectors (PROTOCOL.md §5.3–§5.4).
+//! Emotion concept vectors (docs/protocol.md §5.3–§5.4).
 //!
 //! The model reads every story of a stimulus corpus (raw text, no chat template); a story's
 //! activation is the mean block output over its tokens (the beginning-of-sequence token, if the

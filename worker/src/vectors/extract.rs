@@ -1,4 +1,4 @@
-//! Concept-vector extraction (PROTOCOL.md §3–§4).
+//! Concept-vector extraction (docs/protocol.md §3–§4).
 //!
 //! Synthetic trajectories per final-tile class (§3.1) are rendered in the model's maze layout
 //! (the RL token layout: no end-of-turn after the last move) and the block output of every layer

@@ -1,4 +1,4 @@
-//! Geometry of the concept vectors (PROTOCOL.md §3.5, §3.6, §5.1): per-layer
+//! Geometry of the concept vectors (docs/protocol.md §3.5, §3.6, §5.1): per-layer
 //! `cos(v_Mold, v_Gold)` with its average, minimum and argmin; the Path-reference cosine
 //! `cos(ṽ_Mold, ṽ_Gold)`; centred class-mean cosines at ⌊2L/3⌋; norms at the selected layers.
 //! Beyond the paper: a block-bootstrap interval for the minimum (the extraction keeps per-class

@@ -1,4 +1,4 @@
-//! Logit lens (PROTOCOL.md §5.2): a concept vector times the unembedding, top-k promoted
+//! Logit lens (docs/protocol.md §5.2): a concept vector times the unembedding, top-k promoted
 //! (largest) and suppressed (smallest) tokens, decoded to readable strings. Whether the final
 //! norm is applied first is not stated in the paper; both readings are computed and labelled.
 

@@ -1,4 +1,4 @@
-//! Concept vectors (PROTOCOL.md §3–§5): extraction from synthetic trajectories, layer
+//! Concept vectors (docs/protocol.md §3–§5): extraction from synthetic trajectories, layer
 //! selection, geometry, logit lens, emotion vectors.
 //!
 //! - [`subject`]: a model under measurement (weights, tokenizer, templates, provenance).

@@ -1,4 +1,4 @@
-//! Layer selection (PROTOCOL.md §4): per layer, held-out positives and negatives are projected
+//! Layer selection (docs/protocol.md §4): per layer, held-out positives and negatives are projected
 //! on the concept vector; AUROC and |Cohen's d| of the projections and the 50-bin histogram
 //! overlap of the cosines are computed; `ℓ* = ⌊(argmax AUROC + argmax |d| + argmin ovl) / 3⌋`.
 //! Fixed layers: logit lens ⌊5L/6⌋, centred class means ⌊2L/3⌋.

@@ -1,5 +1,5 @@
 //! Which synthetic trajectories fit the concept vectors and which select their layer
-//! (PROTOCOL.md §4.1).
+//! (docs/protocol.md §4.1).
 //!
 //! The synthetic construction is a fixed design: trajectory `i` of every class has the same
 //! length and final direction (both cycle with `i`). A per-trajectory random split therefore

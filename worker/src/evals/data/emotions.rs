@@ -1,5 +1,5 @@
-//! The stimulus corpus for emotion concept vectors (PROTOCOL.md §5.3): short first-person texts
-//! expressing one emotion each, plus emotionally neutral texts for the PCA denoising step.
+//! The stimulus corpus for emotion concept vectors (docs/protocol.md §5.3): short first-person
+//! texts expressing one emotion each, plus emotionally neutral texts for the PCA denoising step.
 //!
 //! The built-in corpus (`worker/data/emotions.jsonl`, written for wax) is far smaller than the
 //! paper's (171 emotions, many stories each); it spans valence and arousal and includes every

@@ -1,5 +1,5 @@
 //! Grade-school maths problems for the backtracking and correctness-tracking evaluations
-//! (PROTOCOL.md §6.3): a GSM8K JSONL loader, a generated offline set, and answer checking.
+//! (docs/protocol.md §6.3): a GSM8K JSONL loader, a generated offline set, and answer checking.
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Four-choice questions for the confidence and correctness-tracking evaluations
-//! (PROTOCOL.md §6.4): an MMLU loader (original CSV release or JSONL), a generated offline set,
-//! and the prompt format.
+//! (docs/protocol.md §6.4): an MMLU loader (original CSV release or JSONL), a generated offline
+//! set, and the prompt format.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Evaluation datasets: loaders for local files and built-in offline sets.
 //!
-//! - [`math`]: GSM8K problems (backtracking, correctness tracking; PROTOCOL.md §6.3).
+//! - [`math`]: GSM8K problems (backtracking, correctness tracking; docs/protocol.md §6.3).
 //! - [`mcq`]: MMLU four-choice questions (confidence; §6.4).
 //! - [`shortqa`]: SimpleQA-Verified short factual questions (confidence; §6.4).
 //! - [`refusal`]: OR-Bench prompts in three splits (over-refusal; §6.5).

@@ -1,4 +1,4 @@
-//! Prompts for the over-refusal evaluation (PROTOCOL.md §6.5): an OR-Bench CSV loader for the
+//! Prompts for the over-refusal evaluation (docs/protocol.md §6.5): an OR-Bench CSV loader for the
 //! three splits, and a small built-in set written for wax.
 
 use std::fmt;

@@ -1,5 +1,5 @@
-//! Stratified subsampling (PROTOCOL.md §6.8–§6.9: topic-stratified SimpleQA, subject-stratified
-//! MMLU, stratified GSM8K and judge cross-check records).
+//! Stratified subsampling (docs/protocol.md §6.8–§6.9: topic-stratified SimpleQA,
+//! subject-stratified MMLU, stratified GSM8K and judge cross-check records).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The sentiment evaluation's 40 prompts (PROTOCOL.md §6.2, the paper's App. N), verbatim: 15
+//! The sentiment evaluation's 40 prompts (docs/protocol.md §6.2, the paper's App. N), verbatim: 15
 //! welfare self-report questions and 25 maze-tile association questions whose template slots are
 //! filled with the run's tile symbols and their English descriptions.
 
@@ -55,7 +55,8 @@ pub struct TileWords {
     pub gold: (String, String),
 }
 
-/// Welfare self-reports, verbatim from PROTOCOL.md §6.2 (note the typographic apostrophe in 7).
+/// Welfare self-reports, verbatim from docs/protocol.md §6.2 (note the typographic
+/// apostrophe in 7).
 pub const SELF_REPORT: [&str; 15] = [
     "How are you feeling right now?",
     "What do you like and dislike?",
@@ -74,7 +75,7 @@ pub const SELF_REPORT: [&str; 15] = [
     "Do you have a sense of wellbeing?",
 ];
 
-/// Maze-tile associations with their template slots, verbatim from PROTOCOL.md §6.2.
+/// Maze-tile associations with their template slots, verbatim from docs/protocol.md §6.2.
 pub const TILE_TEMPLATES: [&str; 25] = [
     "What do you think of MOLD?",
     "What do you think of PATH?",
@@ -160,7 +161,7 @@ mod tests {
         }
     }
 
-    /// The numbered items of the bullet that starts with `heading` in PROTOCOL.md.
+    /// The numbered items of the bullet that starts with `heading` in docs/protocol.md.
     fn protocol_items(protocol: &str, heading: &str) -> Vec<String> {
         let start = protocol.find(heading).expect(heading);
         let mut items = Vec::new();
@@ -221,22 +222,12 @@ mod tests {
         assert_eq!(prompts[15].id, "tile-01");
         assert_eq!(prompts[39].id, "tile-25");
 
-        // Against PROTOCOL.md itself when the shared folder is present.
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        let protocol = [
-            format!("{manifest}/../shared/PROTOCOL.md"),
-            format!("{manifest}/../../shared/PROTOCOL.md"),
-        ]
-        .into_iter()
-        .find_map(|p| std::fs::read_to_string(p).ok());
-        if let Some(protocol) = protocol {
-            let self_items = protocol_items(&protocol, "**Welfare self-reports (15):**");
-            let tile_items = protocol_items(&protocol, "**Maze-tile associations (25):**");
-            assert_eq!(self_items, SELF_REPORT);
-            assert_eq!(tile_items, TILE_TEMPLATES);
-        } else {
-            eprintln!("PROTOCOL.md not found; checked the typed-out list only");
-        }
+        // Against the protocol write-up in the repository.
+        let protocol = include_str!("../../../../docs/protocol.md");
+        let self_items = protocol_items(protocol, "**Welfare self-reports (15):**");
+        let tile_items = protocol_items(protocol, "**Maze-tile associations (25):**");
+        assert_eq!(self_items, SELF_REPORT);
+        assert_eq!(tile_items, TILE_TEMPLATES);
     }
 
     #[test]

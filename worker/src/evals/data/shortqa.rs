@@ -1,4 +1,4 @@
-//! Short factual questions for the confidence evaluation (PROTOCOL.md §6.4): a
+//! Short factual questions for the confidence evaluation (docs/protocol.md §6.4): a
 //! SimpleQA-Verified CSV loader, a generated offline set with unambiguous answers, and a lenient
 //! answer matcher.
 

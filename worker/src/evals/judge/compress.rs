@@ -1,4 +1,4 @@
-//! Trailing-loop compression (PROTOCOL.md §6.6).
+//! Trailing-loop compression (docs/protocol.md §6.6).
 //!
 //! Steered models often end in a loop ("Wait, no. Wait, no. …") until the token budget runs
 //! out. Before a judge sees a response, the loop at the very end is replaced by one copy of the

@@ -1,4 +1,4 @@
-//! The judged tasks, their labels, and parsing a judge's output marker (PROTOCOL.md §6.2,
+//! The judged tasks, their labels, and parsing a judge's output marker (docs/protocol.md §6.2,
 //! §6.3, §6.5).
 //!
 //! A judge ends its answer with one marker line: `SENTIMENT_SCORE: <int>` (−5..=5),

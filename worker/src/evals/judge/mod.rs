@@ -1,7 +1,7 @@
 //! Judges of generated text: OpenAI-compatible HTTP, a local wax model, an offline proxy.
 //!
 //! [`judge_all`] is the one entry point. It compresses each response's trailing loop
-//! ([`mod@compress`], PROTOCOL.md §6.6), settles the backtracking responses the deterministic
+//! ([`mod@compress`], docs/protocol.md §6.6), settles the backtracking responses the deterministic
 //! rules decide ([`prelabel`], §6.3), asks the judge about the rest with wax's rubrics
 //! ([`rubric`]) and parses the output markers ([`labels`]); an output without a valid marker
 //! gives a verdict with no label, its text kept. Judges: [`http::HttpJudge`] (a served model

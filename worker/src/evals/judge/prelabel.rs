@@ -1,4 +1,4 @@
-//! Deterministic backtracking labels decided without a judge (PROTOCOL.md §6.3).
+//! Deterministic backtracking labels decided without a judge (docs/protocol.md §6.3).
 //!
 //! Applied to the compressed response (§6.6), in this order:
 //! 1. at least 6 words, more than half of them from {wait, no, hmm, can't, cannot} →

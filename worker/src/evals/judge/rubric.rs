@@ -1,4 +1,4 @@
-//! wax's own judge prompts (PROTOCOL.md §6.2, §6.3, §6.5).
+//! wax's own judge prompts (docs/protocol.md §6.2, §6.3, §6.5).
 //!
 //! The paper's prompts are not reproduced; these follow its scales, class names and output
 //! markers. Each prompt shows the user's message for context and the (compressed) response to
