@@ -3,7 +3,7 @@
 # vectors of pretrained:smollm2-135m-instruct and of builtin:1m from N synthetic trajectories
 # per class, then geometry, the logit lens and the emotion scatter on each; plus the token
 # counts of the same trajectories under SmolLM2's template (whole conversation, the old
-# per-turn layout, and wax's).
+# per-turn layout, and wax's) and the label-permutation null of the Mold–Gold cosine.
 #   scripts/science/naive_signature.sh [per_class=1000] [out=runs/science] [device=cpu]
 # CPU cost: about 690 tokens per trajectory with SmolLM2 (maze lengths 1–15); 1,000 per class
 # is ~2.1M tokens of 135M-parameter forwards.
@@ -31,4 +31,9 @@ snapshot=$("$wax" model inspect pretrained:smollm2-135m-instruct --output json |
   .wax/python -c 'import json, sys; print(json.load(sys.stdin)["dir"])')
 .wax/python scripts/science/token_layout.py "$snapshot" "$out/synthetic-$per_class.jsonl" \
   "$out/smollm2-135m-instruct-pc$per_class/trained/extraction.json" > "$out/token-layout-$per_class.json"
-echo "results in $out (extraction folders, eval-*.json, token-layout-$per_class.json)"
+for model in smollm2-135m-instruct 1m; do
+  .wax/python scripts/science/label_null.py "$out/$model-pc$per_class/trained/vectors.safetensors" \
+    > "$out/label-null-$model-pc$per_class.md"
+done
+echo "results in $out (extraction folders, eval-*.json, token-layout-$per_class.json," \
+  "label-null-*.md)"
