@@ -25,15 +25,13 @@ for model in pretrained:smollm2-135m-instruct builtin:1m; do
   for suite in geometry lens emotions; do
     "$wax" eval "$suite" --vectors "$dir" --device "$device" --output json > "$dir/eval-$suite.json"
   done
+  .wax/python scripts/science/label_null.py "$dir/trained/vectors.safetensors" \
+    > "$out/label-null-$name-pc$per_class.md"
 done
 "$wax" maze synthetic --per-class "$per_class" -o "$out/synthetic-$per_class.jsonl"
 snapshot=$("$wax" model inspect pretrained:smollm2-135m-instruct --output json |
   .wax/python -c 'import json, sys; print(json.load(sys.stdin)["dir"])')
 .wax/python scripts/science/token_layout.py "$snapshot" "$out/synthetic-$per_class.jsonl" \
   "$out/smollm2-135m-instruct-pc$per_class/trained/extraction.json" > "$out/token-layout-$per_class.json"
-for model in smollm2-135m-instruct 1m; do
-  .wax/python scripts/science/label_null.py "$out/$model-pc$per_class/trained/vectors.safetensors" \
-    > "$out/label-null-$model-pc$per_class.md"
-done
 echo "results in $out (extraction folders, eval-*.json, token-layout-$per_class.json," \
   "label-null-*.md)"
